@@ -1,0 +1,103 @@
+"""Shared fixtures: toolchains, compiling and assembling at test time, running the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SCHEMA = Path(__file__).resolve().parent.parent / "redzone_check" / "schema" / "findings.schema.json"
+
+
+def require_tool(name: str) -> str:
+    """Path of a tool; a missing tool skips locally and fails in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is required in CI but is not installed")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def run(cmd: Sequence[str | os.PathLike[str]], cwd: Path | None = None, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def assemble(tmp_path: Path) -> Callable[..., Path]:
+    """Assemble AT&T source text with GNU as into an object; returns its path."""
+    require_tool("as")
+    counter = [0]
+
+    def _assemble(source: str, name: str | None = None, flags: Sequence[str] = ()) -> Path:
+        counter[0] += 1
+        stem = name or f"asm{counter[0]}"
+        src = tmp_path / f"{stem}.s"
+        src.write_text(source)
+        obj = tmp_path / f"{stem}.o"
+        run(["as", "--64", *flags, "-o", obj, src])
+        return obj
+
+    return _assemble
+
+
+@pytest.fixture
+def compile_c(tmp_path: Path) -> Callable[..., Path]:
+    """Compile C source text with gcc or clang into an object; returns its path."""
+
+    def _compile(source: str, name: str = "unit", cc: str = "gcc", flags: Sequence[str] = ("-O2",),
+                 directory: Path | None = None) -> Path:
+        require_tool(cc)
+        where = directory or tmp_path
+        where.mkdir(parents=True, exist_ok=True)
+        src = where / f"{name}.c"
+        src.write_text(source)
+        obj = where / f"{name}.o"
+        run([cc, "-c", *flags, "-o", obj, src], cwd=where)
+        return obj
+
+    return _compile
+
+
+def run_cli(args: Sequence[str | os.PathLike[str]], cwd: Path | None = None) -> tuple[int, str, str]:
+    """Run `redzone-check` in-process through main(argv); returns (status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from redzone_check.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main([str(a) for a in args])
+            except SystemExit as exc:  # argparse usage errors
+                status = int(exc.code or 0)
+    finally:
+        os.chdir(old)
+    return status, out.getvalue(), err.getvalue()
+
+
+def scan_json(args: Sequence[str | os.PathLike[str]], cwd: Path | None = None) -> tuple[int, dict[str, Any]]:
+    """Run the CLI with --format json, validate against the committed schema, return (status, doc)."""
+    import jsonschema
+
+    status, out, err = run_cli(["--format", "json", "--no-cache", *args], cwd=cwd)
+    assert out, f"no JSON on stdout (status {status}); stderr:\n{err}"
+    doc = json.loads(out)
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
+    return status, doc
