@@ -1,0 +1,57 @@
+"""An object's functions -> the functions that use memory below %rsp (before attribution)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redzone_check.elf import ElfFile
+from redzone_check.functions import Function, list_functions
+from redzone_check.model import RED_ZONE_BYTES, Instruction
+from redzone_check.stack import analyse, instruction_text, may_use_red_zone
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One function with accesses below %rsp, split by rule."""
+
+    function: Function
+    red_zone: tuple[Instruction, ...]  # RZ001: within the 128 bytes
+    beyond: tuple[Instruction, ...]  # RZ002: more than 128 bytes below %rsp
+
+
+@dataclass(frozen=True)
+class Detection:
+    functions: tuple[Function, ...]
+    hits: tuple[Hit, ...]
+    unknown_functions: int
+
+
+def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
+    functions = list_functions(elf)
+    relocatable = elf.type == 1
+    hits = []
+    unknown = 0
+    for fn in functions:
+        code = elf.section_data(elf.sections[fn.section_index])[fn.offset : fn.offset + fn.size]
+        if prefilter and not may_use_red_zone(code, fn.offset):
+            continue
+        analysis = analyse(code, fn.offset, relocatable=relocatable)
+        if analysis.unknown:
+            unknown += 1
+        red_zone: list[Instruction] = []
+        beyond: list[Instruction] = []
+        for access in analysis.accesses:
+            insn = analysis.insns[access.index]
+            instruction = Instruction(
+                function_offset=insn.address - fn.offset,
+                section_offset=insn.address,
+                text=instruction_text(insn),
+                access="write" if access.kind == "write" else "read",
+                rsp_offset=access.rsp_offset,
+                size=access.size,
+                benign=access.benign,
+            )
+            (beyond if access.rsp_offset < -RED_ZONE_BYTES else red_zone).append(instruction)
+        if red_zone or beyond:
+            hits.append(Hit(fn, tuple(red_zone), tuple(beyond)))
+    return Detection(tuple(functions), tuple(hits), unknown)
