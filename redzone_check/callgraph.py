@@ -1,0 +1,279 @@
+"""Direct calls, tail jumps and OCaml `caml_c_call` edges, merged over every object of a run.
+
+Scan workers turn each object into an `ObjectCalls` value (plain tuples, cheap to
+pickle); the run merges them into one `CallGraph`, where local symbols resolve only
+inside their own object and global ones across objects and archives.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import capstone
+
+from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
+
+ET_REL = 1
+SHT_RELA = 4
+STT_SECTION = 3
+# Relocations whose value is relative to the place they patch (S + A - P).
+_PC_RELATIVE = frozenset({2, 4, 9, 24, 41, 42})  # PC32 PLT32 GOTPCREL PC64 GOTPCRELX REX_GOTPCRELX
+_RELA = struct.Struct("<QQq")
+# ocamlopt calls allocating externals through these runtime trampolines, with the stub in %rax.
+C_CALL_TRAMPOLINES = frozenset({"caml_c_call", "caml_c_call_stack_args"})
+_IMMEDIATE = re.compile(r"^(0x[0-9a-f]+|\d+)$")  # capstone prints small values in decimal
+_RIP_DISPLACEMENT = re.compile(r"\[rip ([+-]) (0x[0-9a-f]+|\d+)\]")
+
+
+class SectionLike(Protocol):
+    @property
+    def index(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> int: ...
+    @property
+    def addr(self) -> int: ...
+    @property
+    def info(self) -> int: ...
+
+
+class SymbolLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+    @property
+    def type(self) -> int: ...
+    @property
+    def bind(self) -> int: ...
+    @property
+    def shndx(self) -> int: ...
+
+
+class ElfLike(Protocol):
+    """What `redzone_check.elf.ElfFile` offers."""
+
+    type: int
+
+    @property
+    def sections(self) -> Sequence[SectionLike]: ...
+    def section_data(self, section: Any) -> memoryview: ...
+    def symbols(self) -> Sequence[SymbolLike]: ...
+
+
+class FunctionLike(Protocol):
+    """What `redzone_check.functions.Function` offers."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def aliases(self) -> tuple[str, ...]: ...
+    @property
+    def section_index(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def is_global(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ObjectCalls:
+    defined: tuple[tuple[str, bool], ...]  # (symbol, is_global) for each function defined in the object
+    edges: tuple[tuple[str, str, str], ...]  # (caller, callee, kind): "call", "tail" or "caml_c_call"
+    aliases: tuple[tuple[str, str], ...] = ()  # (alias, primary symbol)
+    ocaml_units: tuple[str, ...] = ()
+
+
+Node = tuple[str, str]  # (object key, primary symbol); object key "" for symbols defined nowhere scanned
+
+
+@dataclass(frozen=True)
+class Caller:
+    node: Node
+    kind: str
+    ocaml: bool
+
+
+def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls:
+    symbols = elf.symbols()
+    relocatable = elf.type == ET_REL
+    sections = {s.index: s for s in elf.sections}
+    starts: dict[int, list[FunctionLike]] = defaultdict(list)
+    primary: dict[str, str] = {}
+    for f in functions:
+        starts[f.section_index].append(f)
+        primary[f.name] = f.name
+        for alias in f.aliases:
+            primary.setdefault(alias, f.name)
+    for group in starts.values():
+        group.sort(key=lambda f: f.offset)
+    relocs = _relocations(elf) if relocatable else {}
+
+    def function_at(shndx: int, offset: int) -> FunctionLike | None:
+        group = starts.get(shndx, [])
+        lo, hi = 0, len(group)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if group[mid].offset <= offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo and offset < group[lo - 1].offset + max(group[lo - 1].size, 1):
+            return group[lo - 1]
+        return None
+
+    def by_address(address: int) -> FunctionLike | None:
+        for s in sections.values():
+            if s.index in starts and s.addr <= address:
+                found = function_at(s.index, address - s.addr)
+                if found is not None:
+                    return found
+        return None
+
+    def symbol_target(sym_index: int, rtype: int, addend: int, pc_bias: int) -> str | None:
+        if not 0 < sym_index <= len(symbols):
+            return None
+        sym = symbols[sym_index - 1]
+        if sym.shndx == 0:
+            return sym.name or None
+        if sym.type == STT_SECTION or not sym.name:
+            offset = sym.value + addend + (pc_bias if rtype in _PC_RELATIVE else 0)
+            target = function_at(sym.shndx, offset)
+            return target.name if target is not None and target.offset == offset else None
+        return primary.get(sym.name, sym.name)
+
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    edges: set[tuple[str, str, str]] = set()
+    for f in functions:
+        section = sections.get(f.section_index)
+        if section is None or f.size <= 0:
+            continue
+        code = bytes(elf.section_data(section)[f.offset : f.offset + f.size])
+        base = f.offset if relocatable else section.addr + f.offset
+        section_relocs = relocs.get(f.section_index, {})
+        in_rax: str | None = None
+        for address, size, mnemonic, operands in md.disasm_lite(code, base):
+            end = address + size
+            target: str | None = None
+            reloc = None
+            if section_relocs:
+                at = address if relocatable else address - section.addr
+                reloc = next(
+                    (section_relocs[o] for o in range(at + 1, at + size) if o in section_relocs), None
+                )
+                if reloc is not None:
+                    target = symbol_target(reloc[0], reloc[1], reloc[2], end - reloc[3])
+            branch = mnemonic == "call" or mnemonic.startswith("j")
+            if branch:
+                if target is None and _IMMEDIATE.match(operands):
+                    destination = int(operands, 0)
+                    callee = (
+                        function_at(f.section_index, destination) if relocatable else by_address(destination)
+                    )
+                    target = None if callee is None or callee is f else callee.name
+                if target is not None and target != f.name:
+                    kind = "call" if mnemonic == "call" else "tail"
+                    edges.add((f.name, target, kind))
+                    if target in C_CALL_TRAMPOLINES and in_rax is not None:
+                        edges.add((f.name, in_rax, "caml_c_call"))
+                if mnemonic == "call":
+                    in_rax = None
+            elif operands.startswith(("rax,", "eax,")):
+                in_rax = target
+                if in_rax is None and not relocatable and mnemonic == "lea":
+                    in_rax = _rip_relative_function(operands, end, by_address)
+    defined = tuple((f.name, f.is_global) for f in functions)
+    aliases = tuple((alias, f.name) for f in functions for alias in f.aliases)
+    units = tuple(sorted(ocaml_unit_names(s.name for s in symbols)))
+    return ObjectCalls(defined, tuple(sorted(edges)), aliases, units)
+
+
+def _rip_relative_function(
+    operands: str, end: int, by_address: Callable[[int], FunctionLike | None]
+) -> str | None:
+    match = _RIP_DISPLACEMENT.search(operands)
+    if match is None:
+        return None
+    displacement = int(match.group(2), 0) * (-1 if match.group(1) == "-" else 1)
+    found = by_address(end + displacement)
+    return found.name if found is not None else None
+
+
+def _relocations(elf: ElfLike) -> dict[int, dict[int, tuple[int, int, int, int]]]:
+    """Per patched section: offset -> (symbol index, type, addend, offset) of each RELA entry."""
+    out: dict[int, dict[int, tuple[int, int, int, int]]] = {}
+    for section in elf.sections:
+        if section.type != SHT_RELA:
+            continue
+        data = elf.section_data(section)
+        table = out.setdefault(section.info, {})
+        for i in range(len(data) // _RELA.size):
+            offset, info, addend = _RELA.unpack_from(data, i * _RELA.size)
+            table[offset] = (info >> 32, info & 0xFFFFFFFF, addend, offset)
+    return out
+
+
+class CallGraph:
+    """Every object's calls, resolved the way a static link would see them."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, ObjectCalls] = {}
+        self._callers: dict[Node, set[tuple[Node, str]]] | None = None
+
+    def add(self, object_key: str, calls: ObjectCalls) -> None:
+        self._objects[object_key] = calls
+        self._callers = None
+
+    def units(self, object_key: str) -> set[str]:
+        calls = self._objects.get(object_key)
+        return set(calls.ocaml_units) if calls else set()
+
+    def is_ocaml(self, node: Node) -> bool:
+        return is_ocaml_symbol(node[1], self.units(node[0]))
+
+    def canonical(self, object_key: str, symbol: str) -> Node:
+        calls = self._objects.get(object_key)
+        if calls is not None:
+            return object_key, dict(calls.aliases).get(symbol, symbol)
+        return object_key, symbol
+
+    def callers(self, object_key: str, symbol: str) -> tuple[Caller, ...]:
+        """Direct callers of a function, each with the edge kind and whether it is OCaml code."""
+        index = self._index()
+        found = index.get(self.canonical(object_key, symbol), set())
+        return tuple(Caller(node, kind, self.is_ocaml(node)) for node, kind in sorted(found))
+
+    def _index(self) -> dict[Node, set[tuple[Node, str]]]:
+        if self._callers is not None:
+            return self._callers
+        global_defs: dict[str, list[Node]] = defaultdict(list)
+        local_defs: dict[str, dict[str, str]] = {}
+        for key, calls in self._objects.items():
+            names = {name: name for name, _ in calls.defined}
+            names.update({alias: target for alias, target in calls.aliases if target in names})
+            local_defs[key] = names
+            exported = {name for name, is_global in calls.defined if is_global}
+            for name, target in names.items():
+                if target in exported:
+                    global_defs[name].append((key, target))
+        callers: dict[Node, set[tuple[Node, str]]] = defaultdict(set)
+        for key, calls in self._objects.items():
+            names = local_defs[key]
+            for caller, callee, kind in calls.edges:
+                source = (key, names.get(caller, caller))
+                if callee in names:
+                    targets = [(key, names[callee])]
+                else:
+                    targets = global_defs.get(callee) or [("", callee)]
+                for node in targets:
+                    callers[node].add((source, kind))
+        self._callers = dict(callers)
+        return self._callers

@@ -1,0 +1,111 @@
+"""Which OCaml code reaches a red-zone function, through which C functions and `external`s."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from redzone_check.attribution.buildfiles import locate, source_for_object
+from redzone_check.attribution.ocaml_externals import ExternalIndex
+from redzone_check.callgraph import CallGraph, Node
+from redzone_check.model import Finding, Reach
+
+MAX_DEPTH = 8
+MAX_CALLERS = 12  # a red-zone memcpy can be reached from hundreds of functions; the nearest few say enough
+REACH_RULES = frozenset({"RZ001", "RZ002"})
+_C_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".S", ".s", ".m")
+
+
+class PathMapper(Protocol):
+    """What `redzone_check.attribution.paths.PathMapper` offers."""
+
+    def source(self, path: str) -> str: ...
+
+
+def _fallback_demangle(symbol: str) -> str:
+    match = re.match(r"^caml([A-Z][A-Za-z0-9_']*?)(?:__|\.|\$)(.*?)(?:_\d+)?$", symbol)
+    if not match:
+        return symbol
+    modules, name = match.group(1).split("__"), match.group(2)
+    while "__" in name and name[:1].isupper():
+        head, name = name.split("__", 1)
+        modules.append(head)
+    return ".".join([*modules, name])
+
+
+def display_name(symbol: str) -> str:
+    try:
+        from redzone_check.attribution.demangle import demangle
+    except ImportError:
+        return _fallback_demangle(symbol)
+    result = demangle(symbol)
+    return result if isinstance(result, str) else str(result[0])
+
+
+def reached_from(
+    graph: CallGraph,
+    object_key: str,
+    symbol: str,
+    externals: ExternalIndex,
+    mapper: PathMapper | None = None,
+) -> tuple[Reach, ...]:
+    """OCaml callers (nearest first) and `external` declarations on the call chains into `symbol`.
+
+    `via` lists the C functions from the reaching code's first callee down to, but not
+    including, `symbol`. The search stops at the first OCaml function on each chain.
+    """
+    start = graph.canonical(object_key, symbol)
+    via: dict[Node, tuple[str, ...]] = {start: ()}
+    queue: deque[tuple[Node, int]] = deque([(start, 0)])
+    callers: list[Reach] = []
+    declared: list[Reach] = []
+    seen_externals: set[tuple[str, str, int]] = set()
+    while queue:
+        node, depth = queue.popleft()
+        below = (display_name(node[1]), *via[node]) if node != start else ()
+        for ext in externals.by_stub(node[1]):
+            if (ext.name, ext.file, ext.line) not in seen_externals:
+                seen_externals.add((ext.name, ext.file, ext.line))
+                declared.append(Reach(ext.name, "ocaml", ext.file, ext.line, below, kind="external"))
+        if depth >= MAX_DEPTH:
+            continue
+        for caller in graph.callers(*node):
+            if caller.node in via:
+                continue
+            via[caller.node] = below
+            if caller.ocaml:
+                if len(callers) < MAX_CALLERS:
+                    name = display_name(caller.node[1])
+                    where = externals.definition(name)
+                    file, line = where if where else (None, None)
+                    callers.append(Reach(name, "ocaml", file, line, below))
+            else:
+                queue.append((caller.node, depth + 1))
+    return (*callers, *declared)
+
+
+def attach(
+    findings: Sequence[Finding],
+    graph: CallGraph,
+    externals: ExternalIndex,
+    source_root: str,
+    mapper: PathMapper | None = None,
+) -> list[Finding]:
+    """Fill `reached_from` and `build_location` of red-zone findings (graph keyed by `Finding.location`)."""
+    out = []
+    for finding in findings:
+        reach = finding.reached_from
+        if finding.rule in REACH_RULES and not reach:
+            reach = reached_from(graph, finding.location, finding.symbol, externals, mapper)
+        location = finding.build_location
+        if location is None and finding.language != "ocaml":
+            source = finding.source.file if finding.source else None
+            if source is None or not source.endswith(_C_SOURCES):
+                source = source_for_object(finding.member or finding.path, source_root)
+            if source is not None:
+                location = locate(source, source_root)
+        out.append(replace(finding, reached_from=reach, build_location=location))
+    return out
