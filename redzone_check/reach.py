@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
 
 from redzone_check.attribution.buildfiles import locate, source_for_object
+from redzone_check.attribution.demangle import demangle
 from redzone_check.attribution.ocaml_externals import ExternalIndex
 from redzone_check.callgraph import CallGraph, Node
 from redzone_check.model import Finding, Reach
@@ -25,24 +25,8 @@ class PathMapper(Protocol):
     def source(self, path: str) -> str: ...
 
 
-def _fallback_demangle(symbol: str) -> str:
-    match = re.match(r"^caml([A-Z][A-Za-z0-9_']*?)(?:__|\.|\$)(.*?)(?:_\d+)?$", symbol)
-    if not match:
-        return symbol
-    modules, name = match.group(1).split("__"), match.group(2)
-    while "__" in name and name[:1].isupper():
-        head, name = name.split("__", 1)
-        modules.append(head)
-    return ".".join([*modules, name])
-
-
 def display_name(symbol: str) -> str:
-    try:
-        from redzone_check.attribution.demangle import demangle
-    except ImportError:
-        return _fallback_demangle(symbol)
-    result = demangle(symbol)
-    return result if isinstance(result, str) else str(result[0])
+    return demangle(symbol)[0]
 
 
 def reached_from(

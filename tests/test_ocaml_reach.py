@@ -1,0 +1,103 @@
+"""From a red-zone C helper up to the OCaml code and `external` that reach it (issue 8)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import require_tool, run
+from data_ocaml.project import HERE, built_project, objects
+
+from redzone_check.attribution.ocaml_externals import ExternalIndex
+from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
+from redzone_check.callgraph import CallGraph, object_calls
+from redzone_check.elf import ElfFile
+from redzone_check.functions import list_functions
+from redzone_check.model import Reach
+from redzone_check.reach import reached_from
+
+
+def members(archive: Path, into: Path) -> list[Path]:
+    into.mkdir(parents=True, exist_ok=True)
+    run(["ar", "x", archive.resolve()], cwd=into)
+    return sorted(into.glob("*.o"))
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> CallGraph:
+    """Both archives of the dune build, members keyed `lib.a(member.o)` as the scan names them."""
+    require_tool("ar")
+    built = objects(built_project())
+    scratch = tmp_path_factory.mktemp("members")
+    graph = CallGraph()
+    for name in ("stubs_archive", "ocaml_archive"):
+        for member in members(built[name], scratch / name):
+            elf = ElfFile(member.read_bytes())
+            graph.add(f"{built[name].name}({member.name})", object_calls(elf, list_functions(elf)))
+    return graph
+
+
+def test_helper_is_reached_from_the_ocaml_caller_and_the_external(graph: CallGraph) -> None:
+    reach = reached_from(graph, "libcipher_stubs.a(mystub.o)", "helper_sum", ExternalIndex.scan(str(HERE)))
+    assert reach == (
+        Reach("Cipher.Cipher_block.encrypt", "ocaml", "src/cipher_block.ml", 3, ("mystub",)),
+        Reach("Native.my_sum", "ocaml", "src/native.ml", 4, ("mystub",), kind="external"),
+    )
+
+
+def test_chain_crosses_archive_members_and_archives(graph: CallGraph) -> None:
+    # checksum_fold is in util.o; mystub (mystub.o) tail-jumps to it; the OCaml caller is in cipher.a.
+    reach = reached_from(graph, "libcipher_stubs.a(util.o)", "checksum_fold", ExternalIndex.scan(str(HERE)))
+    assert [(r.function, r.kind, r.via) for r in reach] == [
+        ("Cipher.Cipher_block.encrypt", "caller", ("mystub",)),
+        ("Native.my_sum", "external", ("mystub",)),
+    ]
+
+
+def test_stub_called_through_caml_c_call_is_reached_from_its_caller(graph: CallGraph) -> None:
+    reach = reached_from(graph, "libcipher_stubs.a(mystub.o)", "mystub_alloc", ExternalIndex.scan(str(HERE)))
+    assert reach == (
+        Reach("Cipher.Cipher_block.table", "ocaml", "src/cipher_block.ml", 7, ()),
+        Reach("Native.alloc_table", "ocaml", "src/native.ml", 9, (), kind="external"),
+    )
+
+
+def test_unreached_function_has_no_reach(graph: CallGraph) -> None:
+    assert reached_from(graph, "libcipher_stubs.a(mystub.o)", "mystub_byte", ExternalIndex([], {})) == ()
+
+
+def test_search_depth_is_bounded() -> None:
+    from redzone_check.callgraph import ObjectCalls
+
+    chain = [f"f{i}" for i in range(12)]
+    edges = tuple((chain[i + 1], chain[i], "call") for i in range(11))
+    graph = CallGraph()
+    graph.add("c.o", ObjectCalls(tuple((f, True) for f in chain), edges))
+    graph.add("m.o", ObjectCalls((("camlM__top_1", True),), (("camlM__top_1", "f3", "call"),), (), ("M",)))
+    near = reached_from(graph, "c.o", "f0", ExternalIndex([], {}))
+    assert near == (Reach("M.top", "ocaml", None, None, ("f3", "f2", "f1")),)
+    graph.add("m.o", ObjectCalls((("camlM__top_1", True),), (("camlM__top_1", "f11", "call"),), (), ("M",)))
+    assert reached_from(graph, "c.o", "f0", ExternalIndex([], {})) == ()
+
+
+def test_stripped_ocamlopt_object_is_still_recognised(tmp_path: Path) -> None:
+    require_tool("strip")
+    stripped = tmp_path / "stripped.o"
+    shutil.copy(objects(built_project())["cipher_block"], stripped)
+    run(["strip", "--strip-unneeded", stripped])
+    names = [s.name for s in ElfFile(stripped.read_bytes()).symbols()]
+    units = ocaml_unit_names(names)
+    assert units == {"Cipher__Cipher_block"}
+    functions = [f.name for f in list_functions(ElfFile(stripped.read_bytes()))]
+    assert functions and all(is_ocaml_symbol(f, units) for f in functions)
+    assert not is_ocaml_symbol("mystub", units) and not is_ocaml_symbol("caml_c_call", units)
+
+
+def test_runtime_assembly_units_are_not_ocaml_code() -> None:
+    units = ocaml_unit_names(
+        ["caml_system__code_begin", "caml_startup__code_begin", "camlStdlib__List__entry"]
+    )
+    assert units == {"_startup", "Stdlib__List"}
+    assert is_ocaml_symbol("caml_curry2", units) and is_ocaml_symbol("camlStdlib__List__map_12", units)
+    assert not is_ocaml_symbol("caml_call_gc", units)
