@@ -6,7 +6,7 @@ from pathlib import Path
 
 from data_ocaml.project import HERE
 
-from redzone_check.attribution.ocaml_externals import ExternalIndex, External, parse
+from redzone_check.attribution.ocaml_externals import External, ExternalIndex, parse
 
 SOURCE = """\
 (* external fake : int = "nope" (* nested "external x : y = \\"z\\"" *) *)
