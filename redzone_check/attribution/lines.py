@@ -190,6 +190,8 @@ def _rows(dwarf: DWARFInfo, relocatable: bool) -> _Rows:
         program = dwarf.line_program_for_CU(cu)
         if program is None:
             continue
+        if program.header["version"] not in (2, 3, 4, 5):
+            raise InputError(f"bogus DWARF: .debug_line version {program.header['version']} is not 2 to 5")
         comp_dir = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
         names = file_names(dwarf, program, text(comp_dir.value) if comp_dir else None)
         ids = [path_ids.setdefault(name, len(path_ids)) for name in names]
@@ -219,6 +221,9 @@ def _rows(dwarf: DWARFInfo, relocatable: bool) -> _Rows:
     )
 
 
+_ROWS: weakref.WeakKeyDictionary[ELFFile, _Rows] = weakref.WeakKeyDictionary()
+
+
 class LineTable:
     """Maps (section index, offset in section) to a source line; decoded on first lookup."""
 
@@ -245,9 +250,11 @@ class LineTable:
 
     def _index(self, section_index: int, offset: int) -> int | None:
         if self._table is None:
+            self._table = _ROWS.get(self._elf)
+        if self._table is None:
             dwarf = dwarf_of(self._elf)
             try:
-                self._table = _rows(dwarf, self._relocatable)
+                self._table = _ROWS[self._elf] = _rows(dwarf, self._relocatable)
             except BAD_DWARF as exc:
                 raise InputError(f"bogus DWARF line table: {exc or type(exc).__name__}") from exc
         address = self._address(section_index, offset)
