@@ -6,9 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import require_tool, run
+from conftest import require_tool, run, run_cli, scan_json
 from data_ocaml.project import HERE, built_project, objects
 
+import redzone_check
 from redzone_check.attribution.ocaml_externals import ExternalIndex
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
 from redzone_check.callgraph import CallGraph, object_calls
@@ -101,3 +102,74 @@ def test_runtime_assembly_units_are_not_ocaml_code() -> None:
     assert units == {"_startup", "Stdlib__List"}
     assert is_ocaml_symbol("caml_curry2", units) and is_ocaml_symbol("camlStdlib__List__map_12", units)
     assert not is_ocaml_symbol("caml_call_gc", units)
+
+
+# --- end to end through the CLI -------------------------------------------------------------------
+
+needs_wiring = pytest.mark.skipif(
+    "object_calls" not in (Path(redzone_check.__file__).parent / "scan.py").read_text(),
+    reason="blocked: scan.py does not yet collect ObjectCalls and call reach.attach (issue 8 wiring, lead)",
+)
+
+
+def archives(project: Path) -> list[str]:
+    built = objects(project)
+    return [str(built["stubs_archive"]), str(built["ocaml_archive"])]
+
+
+@needs_wiring
+def test_scan_json_carries_the_whole_chain_and_the_dune_flags_line() -> None:
+    project = built_project()
+    status, doc = scan_json([*archives(project), "--source-root", str(project)], cwd=project)
+    assert status == 1
+    by_function = {f["function"]: f for f in doc["findings"]}
+    assert set(by_function) == {"helper_sum", "checksum_fold"}
+    helper = by_function["helper_sum"]
+    assert helper["source"] == {"file": "src/mystub.c", "line": 10}
+    assert helper["member"] == "mystub.o" and by_function["checksum_fold"]["member"] == "util.o"
+    caller = {"function": "Cipher.Cipher_block.encrypt", "language": "ocaml", "file": "src/cipher_block.ml"}
+    external = {"function": "Native.my_sum", "language": "ocaml", "file": "src/native.ml", "line": 4}
+    for finding in by_function.values():
+        assert finding["reached_from"] == [
+            {**caller, "line": 3, "via": ["mystub"], "kind": "caller"},
+            {**external, "via": ["mystub"], "kind": "external"},
+        ]
+        assert finding["build_location"] == {
+            "file": "src/dune",
+            "line": 7,
+            "kind": "dune",
+            "text": "(flags :standard -O2 -g)",
+        }
+
+
+@needs_wiring
+def test_scan_text_names_caller_external_stub_and_fix() -> None:
+    project = built_project()
+    status, out, _ = run_cli([*archives(project), "--source-root", str(project)], cwd=project)
+    assert status == 1
+    assert "src/mystub.c:10: error: helper_sum: [RZ001]" in out
+    assert "Cipher.Cipher_block.encrypt (src/cipher_block.ml:3) via mystub" in out
+    assert "Native.my_sum (src/native.ml:4) via mystub" in out
+    assert "add -mno-red-zone to (flags :standard -O2 -g) in src/dune:7" in out
+
+
+@needs_wiring
+def test_no_red_zone_flag_in_the_stanza_reports_nothing() -> None:
+    project = built_project("fixed")
+    status, doc = scan_json([*archives(project), "--source-root", str(project)], cwd=project)
+    assert (status, doc["findings"]) == (0, [])
+    assert doc["summary"]["functions"] >= 10
+
+
+@needs_wiring
+def test_pure_ocaml_scan_counts_ocaml_functions_and_says_why_nothing_is_found(tmp_path: Path) -> None:
+    require_tool("strip")
+    project = built_project()
+    stripped = tmp_path / "cipher_block.o"
+    shutil.copy(objects(project)["cipher_block"], stripped)
+    run(["strip", "--strip-unneeded", stripped])
+    status, doc = scan_json([str(stripped)], cwd=tmp_path)
+    assert (status, doc["findings"], doc["summary"]["ocaml_functions"]) == (0, [], 3)
+    status, out, _ = run_cli([objects(project)["ocaml_archive"]], cwd=project)
+    assert status == 0
+    assert "ocamlopt-generated code does not use the red zone" in out
