@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from openapi_github import Operations
 
+from redzone_check.model import BuildInfo, BuildLocation, Finding, Instruction, Reach, Source
+
 PREFIX = "/api/v3"
 BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
 
@@ -285,7 +287,7 @@ class FakeServer:
         handler = type("BoundHandler", (Handler,), {"fake": self.fake})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.fake.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}{PREFIX}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -295,3 +297,33 @@ class FakeServer:
 
 def rate_limited() -> tuple[int, dict[str, str]]:
     return 403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 2)}
+
+
+def make_finding(
+    function: str = "leaf",
+    source: tuple[str, int] | None = ("src/leaf.c", 12),
+    path: str = "build/leaf.o",
+    build_location: BuildLocation | None = None,
+    reached_from: tuple[Reach, ...] = (),
+    level: str = "error",
+) -> Finding:
+    """A finding made by hand, shaped like the engine's for `gcc -O2 -g` on a small leaf function."""
+    return Finding(
+        rule="RZ001",
+        level=level,  # type: ignore[arg-type]
+        message=f"`{function}` keeps data in the red zone (1 instruction, down to %rsp-40)",
+        path=path,
+        member=None,
+        section=".text",
+        section_offset=0x11,
+        function_offset=0x11,
+        symbol=function,
+        aliases=(),
+        function=function,
+        language="c",
+        instructions=(Instruction(0x11, 0x11, "movl %ecx, -0x28(%rsp, %rdx, 4)", "write", -40, 4),),
+        source=Source(*source) if source else None,
+        build=BuildInfo("GNU C17 12.2.0 -O2 -g", "GCC 12.2.0", ("-O2", "-g"), ("-mno-red-zone",)),
+        build_location=build_location,
+        reached_from=reached_from,
+    ).with_fingerprint()
