@@ -54,3 +54,10 @@ def fence(content: str, info: str = "") -> str:
     longest = max((len(run) for run in re.findall(r"`+", content)), default=0)
     marks = "`" * max(3, longest + 1)
     return f"{marks}{info}\n{content.rstrip(chr(10))}\n{marks}\n"
+
+
+def plain_message(function: str, message: str) -> str:
+    """The finding's message, naming the function once and without Markdown code marks."""
+    if function and function in message:
+        return message.replace(f"`{function}`", function)
+    return f"{function}: {message}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from redzone_check.model import LEVELS, Finding, ScanResult, binary_location
 from redzone_check.reports import ReportContext
-from redzone_check.reports.escape import github_message, github_property, printable
+from redzone_check.reports.escape import github_message, github_property, plain_message, printable
 from redzone_check.rules import RULES
 
 COMMANDS = {"error": "error", "warning": "warning", "note": "notice"}
@@ -22,7 +22,7 @@ def command(kind: str, message: str, **properties: str | int | None) -> str:
 
 
 def _detail(finding: Finding) -> str:
-    lines = [f"{finding.rule} in {printable(finding.function)}: {printable(finding.message)}"]
+    lines = [printable(plain_message(finding.function, finding.message))]
     if finding.source is not None:
         lines.append(f"object: {printable(finding.location)} {printable(finding.section)}")
     for ins in finding.instructions:
@@ -47,12 +47,14 @@ def annotation(finding: Finding) -> str:
         return command(
             COMMANDS[finding.level],
             _detail(finding),
-            file=finding.source.file,
+            file=printable(finding.source.file),
             line=finding.source.line,
             title=title,
         )
     where = f" ({printable(finding.member)})" if finding.member else ""
-    return command(COMMANDS[finding.level], _detail(finding), file=finding.path, title=title + where)
+    return command(
+        COMMANDS[finding.level], _detail(finding), file=printable(finding.path), title=title + where
+    )
 
 
 def _summary(result: ScanResult) -> str:
@@ -81,7 +83,7 @@ def render(result: ScanResult, ctx: ReportContext) -> str:
             command(
                 "error",
                 f"{where}: {printable(problem.message)}",
-                file=problem.path,
+                file=printable(problem.path),
                 title="redzone-check input error",
             )
         )
@@ -89,6 +91,8 @@ def render(result: ScanResult, ctx: ReportContext) -> str:
         if skipped.kind == "not-analysable":
             where = printable(binary_location(skipped.path, skipped.member))
             text = f"{where}: {printable(skipped.reason)}; not analysed, so not known to be clean"
-            lines.append(command("warning", text, file=skipped.path, title="redzone-check not analysable"))
+            lines.append(
+                command("warning", text, file=printable(skipped.path), title="redzone-check not analysable")
+            )
     lines.append(_summary(result))
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from redzone_check.model import LEVELS, RED_ZONE_BYTES, Finding, Instruction, ScanResult, binary_location
 from redzone_check.reports import ReportContext
-from redzone_check.reports.escape import fence, markdown, printable
+from redzone_check.reports.escape import fence, markdown, plain_message, printable
 from redzone_check.rules import RULES
 
 DEFAULT_MAX_BYTES = 1_000_000
@@ -112,7 +112,7 @@ def _detail(number: int, finding: Finding) -> str:
     title = f"{finding.rule} {rule.name if rule else ''}".strip()
     parts = [
         f"### {number}. {markdown(finding.function)} · {title} · {_ICON[finding.level]} {finding.level}\n\n",
-        f"{markdown(finding.message)}\n\n",
+        f"{markdown(plain_message(finding.function, finding.message))}\n\n",
         f"- Source: {markdown(_source(finding))}\n",
         f"- Object: {markdown(finding.location)}, section {markdown(finding.section)}"
         f" +0x{finding.section_offset:x} (function +0x{finding.function_offset:x})\n",
@@ -189,7 +189,9 @@ def render(result: ScanResult, ctx: ReportContext) -> str:
             budget.add(f"- {markdown(where)}: {markdown(item.reason)}\n", "not-analysable entries")
         budget.add("\n")
     active = result.active
-    if active:
+    if not active:
+        budget.add("No red-zone use found in the analysed code.\n\n")
+    else:
         budget.add("| Level | Rule | Function | Source | Object | Flags |\n|---|---|---|---|---|---|\n")
         for finding in active:
             budget.add(_row(finding), "table rows")

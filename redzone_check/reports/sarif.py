@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from redzone_check.model import Finding, InputProblem, Instruction, ScanResult, Skipped
 from redzone_check.reports import ReportContext
-from redzone_check.reports.escape import printable
+from redzone_check.reports.escape import plain_message, printable
 from redzone_check.rules import HOMEPAGE, RULE_IDS, RULES, Rule
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -147,13 +147,14 @@ def _related(finding: Finding) -> list[Json]:
 
 
 def _message(finding: Finding) -> str:
-    first = finding.instructions[0] if finding.instructions else None
-    text = f"{finding.function}: {_sentence(finding.message)}"
-    if first is not None:
-        text += f" First: {_instruction_text(first)}"
+    sentences = [plain_message(finding.function, finding.message)]
+    if finding.instructions:
+        sentences.append(f"First: {_instruction_text(finding.instructions[0])}")
     if finding.build is not None and finding.build.missing:
-        text += f" Built without {', '.join(finding.build.missing)}"
-    return _sentence(printable(text))
+        sentences.append(
+            f"Built by {finding.build.compiler or 'a compiler'} without {' '.join(finding.build.missing)}"
+        )
+    return printable(" ".join(_sentence(s) for s in sentences))
 
 
 def _result(finding: Finding) -> Json:
