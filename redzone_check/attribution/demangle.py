@@ -84,6 +84,9 @@ def _ocaml(body: str) -> str | None:
     modules = unit[0].split("__")
     rest = body[unit.end() :]
     if not rest:
+        # A capitalised function, e.g. the functor in `camlStdlib__Sys__Make_184`.
+        if len(modules) > 1 and _STAMP.search(modules[-1]):
+            modules[-1] = _function(modules[-1])
         return ".".join(modules)
     if rest.startswith("__"):
         rest = rest[2:]
