@@ -58,5 +58,6 @@ class PathMapper:
         return self._relative(stripped or ".")
 
     def binary(self, path: str) -> str:
-        """A scanned file's path: repository-relative when under the source root."""
-        return self._relative(path)
+        """A scanned file's path (relative ones are relative to the working directory):
+        repository-relative when under the source root."""
+        return self._relative(os.path.abspath(path))
