@@ -102,7 +102,7 @@ def test_summary_says_where_the_full_list_is() -> None:
     last = render(sample_result(), CTX).splitlines()[-1]
     kind, _, message = parse(last)
     assert kind == "notice"
-    assert message.startswith("redzone-check: 3 findings (2 errors, 1 warning), 1 suppressed, 1 input errors")
+    assert message.startswith("redzone-check: 3 findings (2 errors, 1 warning), 1 suppressed, 1 input error;")
     assert "job summary" in message and "GITHUB_STEP_SUMMARY" in message
 
 

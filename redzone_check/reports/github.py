@@ -57,17 +57,16 @@ def annotation(finding: Finding) -> str:
     )
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _summary(result: ScanResult) -> str:
-    active = result.active
-    counts = ", ".join(
-        f"{n} {level}{'s' if n != 1 else ''}"
-        for level in LEVELS
-        if (n := sum(1 for f in active if f.level == level))
-    )
-    text = f"redzone-check: {len(active)} finding{'s' if len(active) != 1 else ''}"
-    text += f" ({counts})" if counts else ""
-    text += f", {len(result.findings) - len(active)} suppressed, {len(result.errors)} input errors"
-    text += f", {result.summary.functions} functions in {result.summary.objects} objects analysed."
+    active, s = result.active, result.summary
+    counts = ", ".join(_plural(n, lv) for lv in LEVELS if (n := sum(f.level == lv for f in active)))
+    text = f"redzone-check: {_plural(len(active), 'finding')}" + (f" ({counts})" if counts else "")
+    text += f", {len(result.findings) - len(active)} suppressed, {_plural(len(result.errors), 'input error')}"
+    text += f"; {_plural(s.functions, 'function')} in {_plural(s.objects, 'object')} analysed."
     text += (
         " GitHub shows at most 10 annotations of each level per step:"
         " the full list is in the job summary (--format markdown, written to $GITHUB_STEP_SUMMARY)."
