@@ -64,6 +64,23 @@ def test_stub_called_through_caml_c_call_is_reached_from_its_caller(graph: CallG
     )
 
 
+def test_linked_executable_resolves_decoded_calls_and_caml_c_call() -> None:
+    exe = objects(built_project())["executable"]
+    elf = ElfFile(exe.read_bytes())
+    graph = CallGraph()
+    graph.add("main.exe", object_calls(elf, list_functions(elf)))
+    index = ExternalIndex.scan(str(HERE))
+    assert [(r.function, r.via) for r in reached_from(graph, "main.exe", "helper_sum", index)] == [
+        ("Cipher.Cipher_block.encrypt", ("mystub",)),
+        ("Native.my_sum", ("mystub",)),
+    ]
+    # Linked, the GOT load of the stub is relaxed to `lea mystub_alloc(%rip),%rax`.
+    assert [r.function for r in reached_from(graph, "main.exe", "mystub_alloc", index)] == [
+        "Cipher.Cipher_block.table",
+        "Native.alloc_table",
+    ]
+
+
 def test_unreached_function_has_no_reach(graph: CallGraph) -> None:
     assert reached_from(graph, "libcipher_stubs.a(mystub.o)", "mystub_byte", ExternalIndex([], {})) == ()
 

@@ -3,7 +3,7 @@
 `src/mystub.c`'s `helper_sum` and `util.c`'s `checksum_fold` keep locals in the red zone
 at gcc -O2; `Cipher_block.encrypt` reaches both through the noalloc `external my_sum`
 (stub `mystub`), and `Cipher_block.table` calls `mystub_alloc` through `caml_c_call`.
-The "fixed" variant adds -mno-red-zone to the stanza's (flags ...).
+`bin/main.exe` links them all. The "fixed" variant adds -mno-red-zone to the stanza's (flags ...).
 """
 
 from __future__ import annotations
@@ -57,4 +57,5 @@ def objects(project: Path) -> dict[str, Path]:
         "native": ocaml / "cipher__Native.o",
         "stubs_archive": src / "libcipher_stubs.a",
         "ocaml_archive": src / "cipher.a",
+        "executable": project / "_build" / "default" / "bin" / "main.exe",
     }
