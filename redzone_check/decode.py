@@ -79,3 +79,6 @@ _JUMPS = frozenset(
     getattr(x86, n) for n in dir(x86) if n.startswith("X86_INS_J") and n not in ("X86_INS_JMP",)
 ) | {x86.X86_INS_LOOP, x86.X86_INS_LOOPE, x86.X86_INS_LOOPNE}
 assert "rsp" in _GPR64
+
+# Every general-purpose register name (any width) -> its 64-bit register.
+REG64: dict[str, str] = dict(_ALIASES)

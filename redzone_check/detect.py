@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from redzone_check.elf import ElfFile
 from redzone_check.functions import Function, list_functions
 from redzone_check.model import RED_ZONE_BYTES, Instruction
-from redzone_check.stack import analyse, instruction_text, may_use_red_zone
+from redzone_check.stack import analyse, may_use_red_zone
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,10 @@ def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
         red_zone: list[Instruction] = []
         beyond: list[Instruction] = []
         for access in analysis.accesses:
-            insn = analysis.insns[access.index]
             instruction = Instruction(
-                function_offset=insn.address - fn.offset,
-                section_offset=insn.address,
-                text=instruction_text(insn),
+                function_offset=access.address - fn.offset,
+                section_offset=access.address,
+                text=access.text,
                 access="write" if access.kind == "write" else "read",
                 rsp_offset=access.rsp_offset,
                 size=access.size,

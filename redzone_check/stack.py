@@ -11,12 +11,13 @@ and is "unknown" (counted, never reported) when that difference is not decided.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from capstone import CS_AC_WRITE, CsInsn, x86
+from capstone import CS_AC_WRITE, x86
 
-from redzone_check.decode import canonical, decoder, is_control, lite_decoder
+from redzone_check.decode import lite_decoder
+from redzone_check.digest import OP_IMM, OP_MEM, OP_REG, Digest, Op, digest
+from redzone_check.lite import branch_target, control, opcode, operands, writes_implicitly
 
 INF = 1 << 62
 _WIDEN_AFTER = 6
@@ -107,7 +108,8 @@ class State:
 
 @dataclass(frozen=True)
 class Access:
-    index: int  # into the decoded instruction list
+    address: int
+    text: str
     kind: str  # read | write
     rsp_offset: int
     size: int
@@ -118,7 +120,6 @@ class Access:
 class Analysis:
     accesses: list[Access]
     unknown: int  # accesses whose relation to the current %rsp is not decided
-    insns: list[CsInsn]
 
 
 def analyse(code: bytes | memoryview, base: int, relocatable: bool = False) -> Analysis:
@@ -127,8 +128,7 @@ def analyse(code: bytes | memoryview, base: int, relocatable: bool = False) -> A
     In a relocatable object a branch to another function is a rel32 of zero
     waiting for its relocation; it is a tail call, not a jump to the next instruction.
     """
-    insns = list(decoder().disasm(bytes(code), base))
-    return _Analyser(insns, relocatable).run()
+    return _Analyser(bytes(code), base, relocatable).run()
 
 
 def may_use_red_zone(code: bytes | memoryview, base: int) -> bool:
@@ -169,21 +169,119 @@ def _stack_operand_may_matter(mnemonic: str, op_str: str) -> bool:
     return False
 
 
+@dataclass
+class _Block:
+    start: int  # index into the lite list
+    end: int  # one past the last instruction
+    succs: list[int] = field(default_factory=list)  # block indices
+    indirect: bool = False  # ends in an indirect jump
+    # (address, lite opcode, operand text, digest or None for lite-only push/pop/call)
+    steps: list[tuple[int, str, str, Digest | None]] | None = None
+
+
 class _Analyser:
-    def __init__(self, insns: list[CsInsn], relocatable: bool) -> None:
-        self.insns = insns
+    """Dataflow over basic blocks, decoding in detail only instructions that matter."""
+
+    def __init__(self, code: bytes, base: int, relocatable: bool) -> None:
+        self.code = code
+        self.base = base
         self.relocatable = relocatable
-        self.at = {insn.address: i for i, insn in enumerate(insns)}
-        self.state_in: list[State | None] = [None] * len(insns)
-        self.visits = [0] * len(insns)
+        self.lite = list(lite_decoder().disasm_lite(code, base))
+        self.tracked = self._closure()
+        self.blocks = self._blocks()
+        self.state_in: list[State | None] = [None] * len(self.blocks)
+        self.visits = [0] * len(self.blocks)
         self.indirect: State | None = None
 
+    def _closure(self) -> frozenset[str]:
+        """Registers that can ever hold a stack address (a sound over-approximation)."""
+        tracked = {"rsp"}
+        if any(opcode(m).startswith("enter") for _, _, m, _ in self.lite):
+            tracked.add("rbp")
+        changed = True
+        while changed:
+            changed = False
+            for _addr, _size, mnemonic, op_str in self.lite:
+                ops = operands(op_str)
+                if ops.dest is None or ops.dest in tracked:
+                    if (
+                        opcode(mnemonic).startswith("xchg")
+                        and ops.outside & tracked
+                        and ops.outside - tracked
+                    ):
+                        tracked |= ops.outside
+                        changed = True
+                    continue
+                derives = bool(ops.outside & tracked) or (
+                    opcode(mnemonic).startswith("lea") and ops.base in tracked
+                )
+                if derives:
+                    tracked.add(ops.dest)
+                    changed = True
+        return frozenset(tracked)
+
+    def _relevant(self, i: int) -> bool:
+        _addr, _size, mnemonic, op_str = self.lite[i]
+        op = opcode(mnemonic)
+        ops = operands(op_str)
+        if ops.outside & self.tracked or ops.inside & self.tracked:
+            return True
+        if op.startswith(("push", "pop", "call", "leave", "enter")):
+            return True
+        return writes_implicitly(op)
+
+    def _detail(self, i: int) -> Digest | None:
+        addr, size, _, _ = self.lite[i]
+        off = addr - self.base
+        return digest(self.code[off : off + size], addr)
+
+    def _blocks(self) -> list[_Block]:
+        lite = self.lite
+        at = {insn[0]: i for i, insn in enumerate(lite)}
+        leaders = {0} if lite else set()
+        ends: dict[int, tuple[str, int | None]] = {}
+        for i, (addr, size, mnemonic, op_str) in enumerate(lite):
+            kind = control(opcode(mnemonic))
+            if kind is None or kind == "call":
+                continue
+            target = branch_target(op_str) if kind != "ret" else None
+            if target is not None and self.relocatable and self._unrelocated(addr, size):
+                target = -1  # a branch to another function, resolved by a relocation
+            ends[i] = (kind, target)
+            if i + 1 < len(lite):
+                leaders.add(i + 1)
+            if target is not None and target in at:
+                leaders.add(at[target])
+        starts = sorted(leaders)
+        index_of = {start: b for b, start in enumerate(starts)}
+        blocks = []
+        for b, start in enumerate(starts):
+            end = starts[b + 1] if b + 1 < len(starts) else len(lite)
+            block = _Block(start, end)
+            last = end - 1
+            kind, target = ends.get(last, (None, None))
+            falls = kind in (None, "jcc") and end < len(lite)
+            if falls:
+                block.succs.append(b + 1)
+            if kind in ("jmp", "jcc") and target is not None and target in at:
+                block.succs.append(index_of[at[target]])
+            block.indirect = kind == "jmp" and target is None
+            blocks.append(block)
+        return blocks
+
+    def _unrelocated(self, addr: int, size: int) -> bool:
+        off = addr - self.base
+        raw = self.code[off : off + size]
+        if len(raw) < 5 or raw[-4:] != b"\0\0\0\0":
+            return False
+        return raw[-5] == 0xE9 or (len(raw) >= 6 and raw[-6] == 0x0F and 0x80 <= raw[-5] <= 0x8F)
+
     def run(self) -> Analysis:
-        if not self.insns:
-            return Analysis([], 0, self.insns)
+        if not self.blocks:
+            return Analysis([], 0)
         self._flow(0, State(Val(0, 0, 0)))
         while True:
-            todo = next((i for i, s in enumerate(self.state_in) if s is None), None)
+            todo = next((b for b, s in enumerate(self.state_in) if s is None), None)
             if todo is None:
                 break
             # Jump-table targets get the state at the indirect jump; code nothing
@@ -196,82 +294,106 @@ class _Analyser:
         work = [start]
         self._merge_into(start, seed)
         while work:
-            i = work.pop()
-            state = self.state_in[i]
+            b = work.pop()
+            state = self.state_in[b]
             assert state is not None
             out = state.copy()
-            succs = self._step(i, out)
-            for j in succs:
-                if self._merge_into(j, out):
-                    work.append(j)
+            block = self.blocks[b]
+            self._run_block(block, out, None)
+            if block.indirect:
+                self.indirect = out.copy() if self.indirect is None else _join(self.indirect, out, -1, True)
+            for succ in block.succs:
+                if self._merge_into(succ, out):
+                    work.append(succ)
 
-    def _merge_into(self, j: int, incoming: State) -> bool:
-        old = self.state_in[j]
+    def _steps(self, block: _Block) -> list[tuple[int, str, str, Digest | None]]:
+        if block.steps is None:
+            block.steps = []
+            for i in range(block.start, block.end):
+                if not self._relevant(i):
+                    continue
+                addr, _size, mnemonic, op_str = self.lite[i]
+                op = opcode(mnemonic)
+                if "(" not in op_str and op.startswith(("push", "pop", "call")):
+                    block.steps.append((addr, op, op_str, None))
+                    continue
+                insn = self._detail(i)
+                if insn is not None:
+                    block.steps.append((addr, mnemonic, op_str, insn))
+        return block.steps
+
+    def _run_block(self, block: _Block, st: State, found: list[Access] | None) -> int:
+        unknown = 0
+        for addr, op, op_str, insn in self._steps(block):
+            if insn is None:
+                _transfer_lite(op, op_str, st, addr + 1)
+                continue
+            if found is not None:
+                unknown += _judge_all(insn, addr, f"{op} {op_str}".strip(), st, found)
+            transfer(insn, st, fresh=addr + 1)
+        return unknown
+
+    def _merge_into(self, b: int, incoming: State) -> bool:
+        old = self.state_in[b]
         if old is None:
-            self.state_in[j] = incoming.copy()
+            self.state_in[b] = incoming.copy()
             return True
-        self.visits[j] += 1
-        merged = _join(old, incoming, j, self.visits[j] > _WIDEN_AFTER)
+        self.visits[b] += 1
+        merged = _join(old, incoming, b, self.visits[b] > _WIDEN_AFTER)
         if merged == old:
             return False
-        self.state_in[j] = merged
+        self.state_in[b] = merged
         return True
-
-    def _succ(self, target: int) -> list[int]:
-        j = self.at.get(target)
-        return [] if j is None else [j]
-
-    def _step(self, i: int, st: State) -> list[int]:
-        insn = self.insns[i]
-        transfer(insn, st, fresh=insn.address + 1)
-        nxt = [i + 1] if i + 1 < len(self.insns) else []
-        kind = is_control(insn)
-        if kind is None or kind == "call":
-            return nxt
-        if kind == "ret":
-            return []
-        target = _direct_target(insn)
-        if self.relocatable and _unrelocated(insn):
-            target = None
-            if kind == "jmp":
-                return []  # a tail call
-        if kind == "jmp":
-            if target is None:
-                self.indirect = st.copy() if self.indirect is None else _join(self.indirect, st, -1, True)
-                return []
-            return self._succ(target)  # a target outside the function is a tail call
-        return nxt + ([] if target is None else self._succ(target))  # conditional
 
     def _verdicts(self) -> Analysis:
         accesses: list[Access] = []
         unknown = 0
-        for i, insn in enumerate(self.insns):
-            state = self.state_in[i]
-            if state is None or insn.id in _NOT_ACCESSES:
-                continue
-            for op in insn.operands:
-                if op.type != x86.X86_OP_MEM:
-                    continue
-                verdict = judge(insn, op, state)
-                if isinstance(verdict, str):
-                    unknown += 1
-                elif verdict is not None:
-                    write = bool(op.access & CS_AC_WRITE) or insn.id in _STORES
-                    benign = _is_fence(insn)
-                    accesses.append(Access(i, "write" if write else "read", verdict, op.size, benign))
-        return Analysis(accesses, unknown, self.insns)
+        for b, block in enumerate(self.blocks):
+            state = self.state_in[b]
+            if state is not None:
+                unknown += self._run_block(block, state.copy(), accesses)
+        accesses.sort(key=lambda a: a.address)
+        return Analysis(accesses, unknown)
 
 
-def judge(insn: CsInsn, op: x86.X86Op, st: State) -> int | str | None:
+def _transfer_lite(op: str, op_str: str, st: State, fresh: int) -> None:
+    """push/pop/call with register or immediate operands, without detailed decoding."""
+    if op.startswith("call"):
+        for reg in _CALLER_SAVED:
+            st.regs.pop(reg, None)
+        return
+    step = 2 if op.endswith("w") and op not in ("push", "pop") else 8
+    if op.startswith("push"):
+        st.rsp = st.rsp.add(-step)
+        return
+    st.rsp = st.rsp.add(step)
+    dest = operands(op_str).dest
+    if dest is not None:
+        st.set(dest, None, fresh)
+
+
+def _judge_all(insn: Digest, address: int, text: str, st: State, found: list[Access]) -> int:
+    if insn.id in _NOT_ACCESSES:
+        return 0
+    unknown = 0
+    for op in insn.ops:
+        if op.type != OP_MEM:
+            continue
+        verdict = judge(op, st)
+        if isinstance(verdict, str):
+            unknown += 1
+        elif verdict is not None:
+            write = bool(op.access & CS_AC_WRITE) or insn.id in _STORES
+            kind = "write" if write else "read"
+            found.append(Access(address, text, kind, verdict, op.size, _is_fence(insn)))
+    return unknown
+
+
+def judge(op: Op, st: State) -> int | str | None:
     """Offset below the current %rsp of a memory operand, "unknown", or None when not below."""
-    mem = op.mem
-    if mem.base == 0:
-        return None
-    base = canonical(mem.base)
-    index = canonical(mem.index) if mem.index else None
+    base, index, disp = op.base, op.idx, op.disp
     if base is None:
         return None
-    disp = int(mem.disp)
     if base == "rsp":
         if index is not None and index == st.alloca:
             return None  # alloca/stack-clash probe: inside what was just allocated
@@ -291,25 +413,11 @@ def judge(insn: CsInsn, op: x86.X86Op, st: State) -> int | str | None:
     return "unknown"
 
 
-def _is_fence(insn: CsInsn) -> bool:
+def _is_fence(insn: Digest) -> bool:
     # `lock orl $0,-0x40(%rsp)` orders memory and changes nothing it touches.
-    if insn.prefix[0] != _X86_PREFIX_LOCK or insn.id not in (x86.X86_INS_OR, x86.X86_INS_ADD):
+    if not insn.lock or insn.id not in (x86.X86_INS_OR, x86.X86_INS_ADD):
         return False
-    return any(op.type == x86.X86_OP_IMM and op.imm == 0 for op in insn.operands)
-
-
-def _direct_target(insn: CsInsn) -> int | None:
-    ops = insn.operands
-    if len(ops) == 1 and ops[0].type == x86.X86_OP_IMM:
-        return int(ops[0].imm)
-    return None
-
-
-def _unrelocated(insn: CsInsn) -> bool:
-    raw = bytes(insn.bytes)
-    if len(raw) < 5 or raw[-4:] != b"\0\0\0\0":
-        return False
-    return raw[-5] == 0xE9 or (len(raw) >= 6 and raw[-6] == 0x0F and 0x80 <= raw[-5] <= 0x8F)
+    return any(op.type == OP_IMM and op.imm == 0 for op in insn.ops)
 
 
 def _join(a: State, b: State, where: int, widen: bool) -> State:
@@ -333,17 +441,17 @@ def _join_val(a: Val, b: Val, where: int, widen: bool) -> Val:
     return Val(a.epoch, lo, hi)
 
 
-def transfer(insn: CsInsn, st: State, fresh: int) -> None:
+def transfer(insn: Digest, st: State, fresh: int) -> None:
     """Update the stack state for one instruction (its effect on %rsp and derived registers)."""
     iid = insn.id
-    ops = insn.operands
+    ops = insn.ops
     if iid in (x86.X86_INS_PUSH, x86.X86_INS_PUSHFQ, x86.X86_INS_PUSHF):
-        size = ops[0].size if ops and ops[0].type != x86.X86_OP_IMM else 8
+        size = ops[0].size if ops and ops[0].type != OP_IMM else 8
         st.rsp = st.rsp.add(-(2 if size == 2 else 8))
         return
     if iid in (x86.X86_INS_POP, x86.X86_INS_POPFQ, x86.X86_INS_POPF):
         size = ops[0].size if ops else 8
-        dest = canonical(ops[0].reg) if ops and ops[0].type == x86.X86_OP_REG else None
+        dest = ops[0].reg if ops and ops[0].type == OP_REG else None
         st.rsp = st.rsp.add(2 if size == 2 else 8)
         if dest is not None:
             st.set(dest, None, fresh)
@@ -373,9 +481,9 @@ _JCC = frozenset(
 ) | {x86.X86_INS_LOOP, x86.X86_INS_LOOPE, x86.X86_INS_LOOPNE}
 
 
-def _operands(insn: CsInsn) -> tuple[x86.X86Op | None, x86.X86Op | None]:
+def _operands(insn: Digest) -> tuple[Op | None, Op | None]:
     """(source, destination) whatever the syntax: the destination is the written operand."""
-    ops = list(insn.operands)
+    ops = insn.ops
     if len(ops) != 2:
         return None, None
     if ops[1].access & CS_AC_WRITE and not ops[0].access & CS_AC_WRITE:
@@ -385,16 +493,16 @@ def _operands(insn: CsInsn) -> tuple[x86.X86Op | None, x86.X86Op | None]:
     return None, None
 
 
-def _reg64(op: x86.X86Op | None) -> str | None:
-    if op is None or op.type != x86.X86_OP_REG or op.size != 8:
+def _reg64(op: Op | None) -> str | None:
+    if op is None or op.type != OP_REG or op.size != 8:
         return None
-    return canonical(op.reg)
+    return op.reg
 
 
-def _transfer_arith(insn: CsInsn, st: State, fresh: int) -> bool:
+def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
     iid = insn.id
-    if iid == x86.X86_INS_XCHG and len(insn.operands) == 2:
-        a, b = (_reg64(op) for op in insn.operands)
+    if iid == x86.X86_INS_XCHG and len(insn.ops) == 2:
+        a, b = (_reg64(op) for op in insn.ops)
         if a and b:
             va, vb = st.get(a), st.get(b)
             st.set(a, vb, fresh)
@@ -411,15 +519,14 @@ def _transfer_arith(insn: CsInsn, st: State, fresh: int) -> bool:
         st.set(d, st.get(s) if s else None, fresh)
         return True
     if iid == x86.X86_INS_LEA:
-        mem = src.mem
-        base = canonical(mem.base) if mem.base else None
+        base = src.base
         bval = st.get(base) if base else None
-        val = bval.add(mem.disp) if bval is not None and mem.index == 0 else None
+        val = bval.add(src.disp) if bval is not None and src.idx is None else None
         st.set(d, val, fresh)
         return True
     if iid in (x86.X86_INS_SUB, x86.X86_INS_ADD) and cur is not None:
         sign = -1 if iid == x86.X86_INS_SUB else 1
-        if src.type == x86.X86_OP_IMM:
+        if src.type == OP_IMM:
             new = cur.add(sign * int(src.imm))
             alloca = st.alloca
             st.set(d, new, fresh)
@@ -433,7 +540,7 @@ def _transfer_arith(insn: CsInsn, st: State, fresh: int) -> bool:
             return True
         st.set(d, None, fresh)
         return True
-    if iid == x86.X86_INS_AND and cur is not None and src.type == x86.X86_OP_IMM:
+    if iid == x86.X86_INS_AND and cur is not None and src.type == OP_IMM:
         mask = int(src.imm)
         if mask < 0 and (-mask) & (-mask - 1) == 0:
             # Aligning down by 2^k lowers the value by at most 2^k - 1.
@@ -444,32 +551,11 @@ def _transfer_arith(insn: CsInsn, st: State, fresh: int) -> bool:
     return False
 
 
-def _clobber(insn: CsInsn, st: State, fresh: int) -> None:
-    try:
-        _read, written = insn.regs_access()
-    except Exception:  # capstone cannot describe some instructions; be conservative
-        written = []
-    for reg_id in written:
-        reg = canonical(reg_id)
-        if reg is None:
-            continue
+def _clobber(insn: Digest, st: State, fresh: int) -> None:
+    for reg in insn.written:
         if reg == st.alloca:
             st.alloca = None
         if reg == "rsp":
             st.set("rsp", None, fresh)
         else:
             st.regs.pop(reg, None)
-
-
-def offending(analysis: Analysis) -> Iterator[tuple[CsInsn, Access]]:
-    for access in analysis.accesses:
-        yield analysis.insns[access.index], access
-
-
-def instruction_text(insn: CsInsn) -> str:
-    return f"{insn.mnemonic} {insn.op_str}".strip()
-
-
-def iter_functions_code(items: Iterable[tuple[bytes, int]]) -> Iterator[Analysis]:
-    for code, base in items:
-        yield analyse(code, base)

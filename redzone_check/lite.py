@@ -1,0 +1,190 @@
+"""Cheap facts about instructions from capstone's lite decoding (mnemonic and operand text).
+
+Detailed decoding is about 15x slower, so the analysis decodes in detail only
+the instructions that can matter to the stack state; everything here is read
+off the AT&T text, memoised per distinct operand string.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import NamedTuple
+
+from redzone_check.decode import REG64
+
+_REG = re.compile(r"%([a-z][a-z0-9]*)")
+_PREFIXES = frozenset(
+    {"lock", "rep", "repe", "repz", "repne", "repnz", "notrack", "bnd", "xacquire", "xrelease"}
+)
+
+# Instructions that write general-purpose registers they do not name.
+_IMPLICIT = frozenset(
+    {
+        "cpuid",
+        "rdtsc",
+        "rdtscp",
+        "rdpid",
+        "rdmsr",
+        "rdpmc",
+        "xgetbv",
+        "rdpkru",
+        "syscall",
+        "sysenter",
+        "div",
+        "idiv",
+        "mul",
+        "cbtw",
+        "cwtl",
+        "cltq",
+        "cwtd",
+        "cltd",
+        "cqto",
+        "cbw",
+        "cwde",
+        "cdqe",
+        "cwd",
+        "cdq",
+        "cqo",
+        "lods",
+        "stos",
+        "movs",
+        "scas",
+        "cmps",
+        "ins",
+        "outs",
+        "xlat",
+        "xlatb",
+        "cmpxchg",
+        "cmpxchg8b",
+        "cmpxchg16b",
+        "lahf",
+        "in",
+        "pcmpistri",
+        "pcmpestri",
+        "vpcmpistri",
+        "vpcmpestri",
+        "enter",
+        "leave",
+        "loop",
+        "loope",
+        "loopne",
+        "jrcxz",
+        "jecxz",
+        "rdrand",
+        "rdseed",
+        "encls",
+        "enclu",
+        "getsec",
+        "xsusldtrk",
+        "senduipi",
+        "umwait",
+        "tpause",
+        "loadiwkey",
+        "aesenc128kl",
+        "aesdec128kl",
+        "aesenc256kl",
+        "aesdec256kl",
+        "encodekey128",
+        "encodekey256",
+        "serialize",
+    }
+)
+_SUFFIXES = ("b", "w", "l", "q", "sb", "sw", "sl", "sq")
+STOPS = frozenset(
+    {
+        "ret",
+        "retq",
+        "retl",
+        "retw",
+        "lret",
+        "lretq",
+        "lretl",
+        "iret",
+        "iretq",
+        "iretl",
+        "sysret",
+        "sysretq",
+        "sysretl",
+        "sysexit",
+        "ud2",
+        "ud1",
+        "ud0",
+        "hlt",
+        "ljmp",
+        "ljmpq",
+        "ljmpl",
+    }
+)
+
+
+class Ops(NamedTuple):
+    """Registers (as 64-bit names) an operand string names, split by where they appear."""
+
+    outside: frozenset[str]  # named as registers
+    inside: frozenset[str]  # used in a memory operand's address
+    dest: str | None  # last operand when it is a register
+    has_memory: bool
+    base: str | None  # base register of the memory operand, if any
+
+
+@lru_cache(maxsize=65536)
+def operands(op_str: str) -> Ops:
+    outside: set[str] = set()
+    inside: set[str] = set()
+    base = None
+    for match in _REG.finditer(op_str):
+        reg = REG64.get(match.group(1))
+        if reg is None:
+            continue
+        start = match.start()
+        within = op_str.rfind("(", 0, start) > op_str.rfind(")", 0, start)
+        if within:
+            if base is None and op_str[start - 1] == "(":
+                base = reg
+            inside.add(reg)
+        else:
+            outside.add(reg)
+    last = op_str.rsplit(",", 1)[-1].strip()
+    dest = REG64.get(last[1:]) if last.startswith("%") else None
+    return Ops(frozenset(outside), frozenset(inside), dest, "(" in op_str, base)
+
+
+@lru_cache(maxsize=4096)
+def opcode(mnemonic: str) -> str:
+    """The mnemonic without prefixes such as lock, rep or notrack."""
+    words = mnemonic.split()
+    while len(words) > 1 and words[0] in _PREFIXES:
+        words = words[1:]
+    return words[-1] if words else mnemonic
+
+
+@lru_cache(maxsize=4096)
+def writes_implicitly(op: str) -> bool:
+    if op in _IMPLICIT:
+        return True
+    return any(op.endswith(s) and op[: -len(s)] in _IMPLICIT for s in _SUFFIXES)
+
+
+@lru_cache(maxsize=4096)
+def control(op: str) -> str | None:
+    """ "call", "ret", "jmp" or "jcc" from an opcode, None for ordinary instructions."""
+    if op in STOPS:
+        return "ret"
+    if op.startswith("call"):
+        return "call"
+    if op in ("jmp", "jmpq", "jmpl", "jmpw"):
+        return "jmp"
+    if op.startswith("j") or op.startswith("loop"):
+        return "jcc"
+    return None
+
+
+def branch_target(op_str: str) -> int | None:
+    """The target of a direct branch (`0x1234`), None for an indirect one (`*%rax`)."""
+    if op_str.startswith("0x"):
+        try:
+            return int(op_str, 16)
+        except ValueError:
+            return None
+    return None
