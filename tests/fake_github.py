@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -327,3 +330,38 @@ def make_finding(
         build_location=build_location,
         reached_from=reached_from,
     ).with_fingerprint()
+
+
+STUB = Path(__file__).resolve().parent.parent / ".github" / "self-test" / "stub.c"
+
+
+def build_workspace(root: Path, flags: tuple[str, ...] = ()) -> Path:
+    """A checkout with src/stub.c compiled by gcc -O2 -g into build/stub.o, as a build step would."""
+    (root / "src").mkdir(parents=True, exist_ok=True)
+    (root / "build").mkdir(exist_ok=True)
+    shutil.copy(STUB, root / "src" / "stub.c")
+    subprocess.run(
+        ["gcc", "-c", "-O2", "-g", *flags, "-o", "build/stub.o", "src/stub.c"], cwd=root, check=True
+    )
+    return root
+
+
+def added_file_patch(path: Path) -> str:
+    """The patch of a file that the pull request adds: every line is an added line."""
+    lines = path.read_text().splitlines()
+    return f"@@ -0,0 +1,{len(lines)} @@\n" + "\n".join(f"+{line}" for line in lines)
+
+
+def write_event(path: Path, number: int, head_sha: str, repo: str, head_repo: str | None = None) -> Path:
+    event = {
+        "action": "synchronize",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"sha": head_sha, "repo": {"full_name": head_repo or repo}},
+            "base": {"sha": "b" * 40, "repo": {"full_name": repo}},
+        },
+        "repository": {"full_name": repo},
+    }
+    path.write_text(json.dumps(event))
+    return path
