@@ -156,3 +156,10 @@ def test_config_platform_applies_to_a_real_scan_and_cli_overrides_it(tmp_path: P
     assert status == 0, err  # in user space RZ001 is a note, below the default --fail-on error
     status, _, err = run_cli(["--no-cache", "--platform", "minios", "leaf.o"], cwd=tmp_path)
     assert status == 1, err
+
+
+def test_every_config_key_is_documented() -> None:
+    from redzone_check.config import _KEYS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "readme" / "reports.md").read_text()
+    assert [key for key in _KEYS if f"| `{key}` |" not in doc] == []

@@ -201,3 +201,13 @@ def test_multitool_accepts_sarif_from_a_real_scan(tmp_path: Path, compile_c: Any
     }
     assert result["locations"][0]["logicalLocations"][0]["name"] == "leaf"
     assert validate(out, tmp_path) == []
+
+
+def test_every_help_uri_anchor_is_a_heading_in_the_rules_reference() -> None:
+    rules_md = (REPO / "docs" / "readme" / "rules.md").read_text()
+    for rule_id in RULE_IDS:
+        anchor = sarif(clean_result())["runs"][0]["tool"]["driver"]["rules"][RULE_IDS.index(rule_id)][
+            "helpUri"
+        ]
+        assert anchor.rsplit("#", 1)[1] == rule_id.lower()
+        assert f"\n### {rule_id}\n" in rules_md  # GitHub turns `### RZ001` into #rz001
