@@ -136,7 +136,7 @@ def _hit_findings(
     language = language_hint(fn.name) or (unit.language if unit and unit.language != "unknown" else guessed)
     build = unit.build if unit else None
     if build is None:
-        build = BuildInfo(None, None, (), ("-mno-red-zone",), False, _no_debug_note(path, member))
+        build = BuildInfo(None, None, (), (), False, _no_debug_note(path, member))
     out = []
     for rule, insns in (("RZ001", hit.red_zone), ("RZ002", hit.beyond)):
         if not insns:

@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from redzone_check import config, suppress
+    from redzone_check import config
+    from redzone_check import suppress as suppress_
     from redzone_check.reports import ReportContext, reporter
     from redzone_check.scan import scan
 
@@ -90,7 +91,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.no_cache = True
     settings = config.resolve(vars(args), Path.cwd())
     result = scan(args.paths, settings.scan)
-    result = suppress.apply(result, settings)
+    result = suppress_.apply(result, settings)
     for problem in result.errors:
         where = f"{problem.path}({problem.member})" if problem.member else problem.path
         print(f"redzone-check: error: {_clean(where)}: {_clean(problem.message)}", file=sys.stderr)
@@ -113,8 +114,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         with open(summary_file, "a", encoding="utf-8") as fh:
             fh.write(reporter("markdown")(result, ReportContext(__version__, max_bytes=1_000_000)))
     if settings.write_baseline:
-        suppress.write_baseline(settings.write_baseline, result)
-    return suppress.exit_status(result, settings.fail_on)
+        suppress_.write_baseline(settings.write_baseline, result)
+    return suppress_.exit_status(result, settings.fail_on)
 
 
 def _write(path: str, text: str) -> None:
