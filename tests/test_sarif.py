@@ -179,27 +179,40 @@ def test_undecodable_symbol_bytes_still_produce_valid_json() -> None:
     assert logical["decoratedName"] == "f\\xff\\x0a"
 
 
+ASM = ".globl f\n.type f,@function\nf:\n mov %rdi,-0x90(%rsp)\n mov %rdi,-0x8(%rsp)\n ret\n.size f,.-f\n"
+
+
 @pytest.mark.slow
-def test_multitool_accepts_sarif_from_a_real_scan(tmp_path: Path, compile_c: Any) -> None:
+def test_multitool_accepts_sarif_from_a_real_scan(tmp_path: Path, compile_c: Any, assemble: Any) -> None:
     from conftest import run_cli
 
-    compile_c(
-        "int leaf(int *p) { volatile int a[4]; a[0] = p[0]; a[3] = p[1]; return a[0] + a[3]; }\n",
-        name="leaf",
-        flags=("-O2", "-g"),
-        directory=tmp_path,
-    )
+    source = "int leaf(int *p) { volatile int a[4]; a[0] = p[0]; a[3] = p[1]; return a[0] + a[3]; }\n"
+    compile_c(source, name="leaf", flags=("-O2", "-g"), directory=tmp_path)
+    compile_c("int g(int x) { return x; }\n", name="lto", flags=("-O2", "-flto"), directory=tmp_path)
+    run(["ar", "rcs", tmp_path / "libasm.a", assemble(ASM, name="odd name#")])
+    (tmp_path / "broken.o").write_bytes(b"\x7fELF\x02\x01\x01" + bytes(40))
     out = tmp_path / "scan.sarif"
-    status, _, err = run_cli(["--no-cache", "--format", "sarif", "--output", out, "leaf.o"], cwd=tmp_path)
-    assert status == 1, err
-    doc = json.loads(out.read_text())
-    result = doc["runs"][0]["results"][0]
-    assert result["ruleId"] == "RZ001"
-    assert result["locations"][0]["physicalLocation"]["artifactLocation"] == {
-        "uri": "leaf.c",
-        "uriBaseId": "%SRCROOT%",
+    args = ["--no-cache", "--format", "sarif", "--output", out, "leaf.o", "libasm.a", "lto.o", "broken.o"]
+    status, _, err = run_cli(args, cwd=tmp_path)
+    assert status == 2, err  # the corrupt object is an input error
+    run_ = json.loads(out.read_text())["runs"][0]
+    where = {
+        (r["ruleId"], r["locations"][0]["logicalLocations"][0]["name"]): r["locations"][0]["physicalLocation"]
+        for r in run_["results"]
     }
-    assert result["locations"][0]["logicalLocations"][0]["name"] == "leaf"
+    assert where[("RZ001", "leaf")]["artifactLocation"] == {"uri": "leaf.c", "uriBaseId": "%SRCROOT%"}
+    binary = where[("RZ002", "f")]
+    assert binary["artifactLocation"] == {"uri": "libasm.a", "uriBaseId": "%SRCROOT%"}
+    assert binary["region"] == {"startLine": 1} and binary["address"]["fullyQualifiedName"].startswith(
+        "libasm.a(odd name#.o):.text+0x"
+    )
+    notes = run_["invocations"][0]["toolExecutionNotifications"]
+    assert [
+        (n["level"], n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]) for n in notes
+    ] == [
+        ("error", "broken.o"),
+        ("warning", "lto.o"),
+    ]
     assert validate(out, tmp_path) == []
 
 
