@@ -115,7 +115,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             fh.write(reporter("markdown")(result, ReportContext(__version__, max_bytes=1_000_000)))
     if settings.write_baseline:
         suppress_.write_baseline(settings.write_baseline, result)
-    return suppress_.exit_status(result, settings.fail_on)
+    status = suppress_.exit_status(result, settings.fail_on)
+    if status == 0 and result.summary.not_analysable and settings.fail_on != "never":
+        # LTO objects carry no machine code: a run that could not look must not pass as clean.
+        status = 1
+    return status
 
 
 def _write(path: str, text: str) -> None:

@@ -184,6 +184,7 @@ def test_gcc_lto_object_is_not_analysable_and_not_clean(tmp_path: Path) -> None:
     src.write_text(LEAF)
     run(["gcc", "-c", "-O2", "-flto", "-o", tmp_path / "lto.o", src])
     status, out, _ = run_cli(["--no-cache", tmp_path / "lto.o"], cwd=tmp_path)
+    assert status == 1
     assert "not analysable" in out
     _, doc = scan_json([tmp_path / "lto.o"], cwd=tmp_path)
     assert doc["summary"]["not_analysable"] == 1
