@@ -97,7 +97,9 @@ def annotate(result: ScanResult) -> None:
 
 def review(settings: ActionSettings, result: ScanResult, client: ClientFactory, sleep: Sleep) -> str | None:
     """Post the review; returns why it was not posted (the findings then go to annotations)."""
-    pull = read_event(settings.event_name, settings.event_path, settings.repository)
+    pull = read_event(
+        settings.event_name, settings.event_path, settings.repository, settings.pull_request_event
+    )
     if pull is None:
         return f"no review for a {settings.event_name or 'unknown'} event"
     if not settings.review:

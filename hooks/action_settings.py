@@ -46,6 +46,7 @@ class ActionSettings:
     config: str | None = None
     platform: str | None = None
     allow_empty: bool = False
+    pull_request_event: str | None = None  # under workflow_run: the event file the untrusted run saved
     event_name: str = ""
     event_path: str | None = None
     repository: str | None = None
@@ -75,6 +76,7 @@ class ActionSettings:
             config=get("REDZONE_CONFIG") or None,
             platform=platform,
             allow_empty=_bool("allow-empty", get("REDZONE_ALLOW_EMPTY", "false")),
+            pull_request_event=get("REDZONE_PULL_REQUEST_EVENT") or None,
             event_name=get("GITHUB_EVENT_NAME"),
             event_path=get("GITHUB_EVENT_PATH") or None,
             repository=get("GITHUB_REPOSITORY") or None,

@@ -91,7 +91,7 @@ def finding_body(finding: Finding, role: str) -> str:
     parts = [
         f"**redzone-check {finding.rule}** ({level}) in **{markdown(finding.function)}**",
         "",
-        markdown(finding.message),
+        markdown(finding.message.replace("`", "")),  # the engine's code spans hold untrusted names
         "",
         f"**Symbol:** {_code(finding.symbol)} in {_where(finding)}",
     ]

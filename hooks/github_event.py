@@ -18,22 +18,32 @@ class PullRef:
     number: int
     head_sha: str | None
     head_repository: str | None  # differs from `repository` for a fork
+    # Under workflow_run the pull request comes from a file the untrusted run saved: the review is
+    # posted only if the pull request's head is the commit that the trusted event says was built.
+    required_head: str | None = None
 
     @property
     def from_fork(self) -> bool:
         return self.head_repository is not None and self.head_repository != self.repository
 
 
-def read_event(event_name: str, event_path: str | None, repository: str | None) -> PullRef | None:
-    """The pull request of a pull_request-like event; None for push, merge_group, workflow_dispatch..."""
+def read_event(
+    event_name: str, event_path: str | None, repository: str | None, saved_event: str | None = None
+) -> PullRef | None:
+    """The pull request of a pull_request-like event, or of a workflow_run given the pull_request
+    event its triggering run saved; None for push, merge_group, workflow_dispatch..."""
+    if event_name == "workflow_run" and saved_event:
+        trusted = _load(event_path, event_name)
+        run = trusted.get("workflow_run")
+        built = run.get("head_sha") if isinstance(run, dict) else None
+        if not isinstance(built, str) or not repository:
+            raise FatalError("the workflow_run event names no head_sha, or GITHUB_REPOSITORY is not set")
+        pull = read_event("pull_request", saved_event, repository)
+        assert pull is not None
+        return PullRef(repository, pull.number, built, pull.head_repository, required_head=built)
     if event_name not in PULL_REQUEST_EVENTS:
         return None
-    if not event_path:
-        raise FatalError(f"GITHUB_EVENT_PATH is not set for a {event_name} event")
-    try:
-        event: dict[str, Any] = json.loads(Path(event_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise FatalError(f"cannot read the event file {event_path}: {exc}") from exc
+    event = _load(event_path, event_name)
     pull = event.get("pull_request")
     if not isinstance(pull, dict) or not isinstance(pull.get("number"), int):
         raise FatalError(f"the {event_name} event in {event_path} has no pull_request.number")
@@ -52,3 +62,15 @@ def _full_name(holder: Any) -> str | None:
     if isinstance(repo, dict) and isinstance(repo.get("full_name"), str):
         return str(repo["full_name"])
     return None
+
+
+def _load(event_path: str | None, event_name: str) -> dict[str, Any]:
+    if not event_path:
+        raise FatalError(f"GITHUB_EVENT_PATH is not set for a {event_name} event")
+    try:
+        event = json.loads(Path(event_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FatalError(f"cannot read the event file {event_path}: {exc}") from exc
+    if not isinstance(event, dict):
+        raise FatalError(f"the event file {event_path} does not hold a JSON object")
+    return event

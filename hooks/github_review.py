@@ -15,7 +15,7 @@ from redzone_check.model import Finding
 from .github_comments import Marker, body_line, fixed_body, markers
 from .github_diff import PullDiff
 from .github_event import PullRef
-from .github_retry import Sleep, with_retries
+from .github_retry import ReviewUnavailable, Sleep, with_retries
 from .review_plan import MAX_COMMENTS, Plan, plan_review
 
 MAX_BODY_LINES = 200  # GitHub rejects review bodies over 65536 characters
@@ -76,6 +76,11 @@ def post_review(
 
     repo = call(lambda: gh.get_repo(pull.repository))
     pr = call(lambda: repo.get_pull(pull.number))
+    if pull.required_head and pr.head.sha != pull.required_head:
+        raise ReviewUnavailable(
+            f"pull request #{pull.number} has head {pr.head.sha}, not the commit the workflow run built "
+            f"({pull.required_head}): the saved event is stale or forged"
+        )
     files = call(lambda: [(f.filename, f.status, f.patch) for f in pr.get_files()])
     diff = PullDiff.from_files(files)
     old_comments = call(lambda: list(pr.get_review_comments()))

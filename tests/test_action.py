@@ -121,9 +121,7 @@ def test_rerun_of_the_action_adds_no_comment(workspace: Path, fake: Fake) -> Non
     assert len(fake.writes("POST")) == writes
 
 
-def test_fork_read_only_token_falls_back_to_annotations_and_fails(
-    workspace: Path, fake: Fake
-) -> None:
+def test_fork_read_only_token_falls_back_to_annotations_and_fails(workspace: Path, fake: Fake) -> None:
     fake.read_only = True
     status, log = run_action(action_env(workspace, fake))
     assert status == 1
@@ -174,3 +172,24 @@ def test_bad_input_value_is_a_usage_error(workspace: Path, fake: Fake) -> None:
 def test_settings_repr_hides_the_token(workspace: Path, fake: Fake) -> None:
     settings = ActionSettings.from_env(action_env(workspace, fake))
     assert settings.token == TOKEN and TOKEN not in repr(settings)
+
+
+def workflow_run_env(ws: Path, fake: Fake, built_sha: str) -> dict[str, str]:
+    env = action_env(ws, fake, event="workflow_run")
+    trusted = ws.parent / "workflow_run.json"
+    trusted.write_text(json.dumps({"workflow_run": {"head_sha": built_sha, "pull_requests": []}}))
+    env["REDZONE_PULL_REQUEST_EVENT"] = env["GITHUB_EVENT_PATH"]  # saved by the untrusted run
+    env["GITHUB_EVENT_PATH"] = str(trusted)
+    return env
+
+
+def test_workflow_run_reviews_the_pull_request_the_saved_event_names(workspace: Path, fake: Fake) -> None:
+    status, _ = run_action(workflow_run_env(workspace, fake, HEAD))
+    assert status == 1
+    assert [c["path"] for c in fake.comments.values()] == ["src/stub.c"]
+
+
+def test_workflow_run_refuses_a_saved_event_for_another_commit(workspace: Path, fake: Fake) -> None:
+    status, log = run_action(workflow_run_env(workspace, fake, "e" * 40))
+    assert status == 1 and "stale or forged" in log
+    assert fake.comments == {} and "::error file=src/stub.c," in log
