@@ -97,9 +97,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"redzone-check: error: {_clean(where)}: {_clean(problem.message)}", file=sys.stderr)
 
     ctx = ReportContext(__version__)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if settings.format == "markdown":
+        # The job summary: GitHub caps it at 1 MiB.
+        ctx = ReportContext(__version__, max_bytes=1_000_000)
     text = reporter(settings.format)(result, ctx)
     if settings.output:
         _write(settings.output, text)
+    elif settings.format == "markdown" and summary_file:
+        _append(summary_file, text)
     elif settings.format != "text" or not settings.quiet or result.findings:
         sys.stdout.write(text)
     for fmt, target in (
@@ -109,10 +115,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ):
         if target:
             _write(target, reporter(fmt)(result, ctx))
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file and settings.format == "github":
-        with open(summary_file, "a", encoding="utf-8") as fh:
-            fh.write(reporter("markdown")(result, ReportContext(__version__, max_bytes=1_000_000)))
+        _append(summary_file, reporter("markdown")(result, ReportContext(__version__, max_bytes=1_000_000)))
     if settings.write_baseline:
         suppress_.write_baseline(settings.write_baseline, result)
     status = suppress_.exit_status(result, settings.fail_on)
@@ -129,8 +133,16 @@ def _write(path: str, text: str) -> None:
         raise FatalError(f"cannot write {path}: {exc.strerror}") from exc
 
 
+def _append(path: str, text: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise FatalError(f"cannot write {path}: {exc.strerror}") from exc
+
+
 def _clean(text: str) -> str:
-    from redzone_check.reports.text import printable
+    from redzone_check.reports.escape import printable
 
     return printable(text)
 

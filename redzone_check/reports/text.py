@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from redzone_check.model import Finding, Instruction, ScanResult
 from redzone_check.reports import ReportContext
+from redzone_check.reports.escape import printable
 
-
-def printable(text: str) -> str:
-    """Escape control characters: symbol names come from untrusted binaries."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF or (0x80 <= code < 0xA0):
-            out.append(f"\\x{code & 0xFF:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+__all__ = ["printable", "render", "render_finding", "summary_line"]
 
 
 def _head(f: Finding) -> str:
@@ -35,7 +26,8 @@ def _instruction(i: Instruction) -> str:
 
 def render_finding(f: Finding) -> list[str]:
     name = printable(f.function)
-    lines = [f"{_head(f)} {f.level}: {name}: [{f.rule}] {printable(f.message)}"]
+    level = f"{f.level} (suppressed)" if f.suppressed else f.level
+    lines = [f"{_head(f)} {level}: {name}: [{f.rule}] {printable(f.message)}"]
     where = f"{printable(f.location)} {printable(f.section)}+0x{f.section_offset:x}"
     if f.rule != "RZ003":
         where += f" ({printable(f.symbol)}+0x{f.function_offset:x})"
@@ -77,6 +69,10 @@ def _fix(f: Finding) -> str:
     return f"rebuild {printable(target)} with -mno-red-zone"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def summary_line(result: ScanResult) -> str:
     s = result.summary
     n = len(result.findings)
@@ -84,7 +80,7 @@ def summary_line(result: ScanResult) -> str:
         f"{s.findings[lv]} {lv}{'s' if s.findings[lv] != 1 else ''}" for lv in s.findings if s.findings[lv]
     )
     parts = [f"{n} finding{'s' if n != 1 else ''}" + (f" ({levels})" if levels else "")]
-    parts.append(f"{s.objects} object{'s' if s.objects != 1 else ''}, {s.functions} functions analysed")
+    parts.append(f"{_count(s.objects, 'object')}, {_count(s.functions, 'function')} analysed")
     if s.functions_unknown:
         parts.append(f"{s.functions_unknown} with stack accesses of unknown verdict")
     if s.ocaml_functions:
