@@ -33,7 +33,7 @@ def render_finding(f: Finding) -> list[str]:
         where += f" ({printable(f.symbol)}+0x{f.function_offset:x})"
     if f.aliases:
         where += ", also named " + ", ".join(printable(a) for a in f.aliases)
-    lines.append(f"    in {where}, {f.language}")
+    lines.append(f"    in {where} [{f.language}]")
     if f.suppressed:
         lines.append(f"    suppressed: {printable(f.suppressed)}")
     if f.instructions:
