@@ -55,6 +55,18 @@ def test_workflows_pass_actionlint() -> None:
     assert "passed" in proc.stdout or proc.stdout.strip() == ""
 
 
+def test_workflows_in_the_readme_pass_actionlint(tmp_path: Path) -> None:
+    command = actionlint()
+    blocks = [b for b in re.findall(r"^```yaml\n(.*?)^```", DOCS.read_text(), re.M | re.S) if "jobs:" in b]
+    assert len(blocks) == 3
+    folder = tmp_path / ".github" / "workflows"
+    folder.mkdir(parents=True)
+    for i, block in enumerate(blocks):
+        (folder / f"doc{i}.yml").write_text(block)
+    paths = [str(p) for p in sorted(folder.iterdir())]
+    run([*command, *(paths if command == ["actionlint"] else [".github/workflows/*.yml"])], cwd=tmp_path)
+
+
 def scripts() -> Iterator[tuple[str, str]]:
     for path in [ACTION, *WORKFLOWS]:
         doc = yaml.safe_load(path.read_text())
