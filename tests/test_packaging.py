@@ -80,12 +80,12 @@ def test_wheel_carries_no_test_data(wheel_names: list[str]) -> None:
     assert not strays
 
 
-def test_wheel_carries_the_schema_and_the_hooks_under_the_package(
-    source: Path, wheel_names: list[str]
-) -> None:
+def test_wheel_carries_every_module_the_schema_and_the_hooks(source: Path, wheel_names: list[str]) -> None:
     hooks = {f"redzone_check/hooks/{p.name}" for p in (source / "hooks").glob("*.py")}
     assert "redzone_check/hooks/pre_commit.py" in hooks
-    assert hooks <= set(wheel_names)
+    modules = {p.relative_to(source).as_posix() for p in (source / "redzone_check").rglob("*.py")}
+    missing = (hooks | modules) - set(wheel_names)
+    assert not missing, "a new subpackage needs adding to [tool.setuptools] packages in pyproject.toml"
     assert "redzone_check/schema/findings.schema.json" in wheel_names
     assert "redzone_check/py.typed" in wheel_names
 
