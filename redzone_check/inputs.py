@@ -1,0 +1,288 @@
+"""Inputs: the paths a user names -> ELF blobs (whole files and archive members), recognised by content.
+
+Files are mapped read-only and members are zero-copy slices of the mapping, so memory stays flat in
+archive size. Problems go to a `Sink`, one call per problem, and the walk continues with the next input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from redzone_check.archive import ArchiveError, Member, archive_kind, iter_members, member_at
+from redzone_check.ldscript import LdScriptError, ScriptInput, read_script
+from redzone_check.model import SkipKind, binary_location
+
+ELF_MAGIC = b"\x7fELF"
+BITCODE_MAGICS = (b"BC\xc0\xde", b"\xde\xc0\x17\x0b")  # raw LLVM bitcode and its wrapper
+BITCODE_REASON = "LLVM bitcode (LTO): no machine code to analyse"
+VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", "CVS", ".jj", ".pijul"})
+MAX_NESTING = 8  # archives in thin archives, ld scripts naming ld scripts
+_DESCRIPTIONS = (
+    (b"\x89PNG", "a PNG image"),
+    (b"#!", "a script"),
+    (b"\x1f\x8b", "gzip data"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"MZ", "a PE/COFF file"),
+    (b"\xcf\xfa\xed\xfe", "a Mach-O object"),
+    (b"%PDF", "a PDF document"),
+)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Something that starts with the ELF magic: a whole file, or a member of an archive.
+
+    `data` is a zero-copy view of a read-only file mapping. Finish with a blob before asking the
+    iterator for the next one, or copy what must outlive that step (`bytes(blob.data)`): the iterator
+    closes each mapping when it moves on, and a mapping that is still viewed is only unmapped when the
+    last view is dropped, so hoarded views keep whole files mapped.
+    """
+
+    path: str  # as the user named it, as found by the walk, or as an ld script named it
+    member: str | None  # None outside archives; `inner.a(x.o)` for a member of a nested archive
+    data: bytes | memoryview
+
+    @property
+    def display(self) -> str:
+        return binary_location(self.path, self.member)
+
+
+class Sink(Protocol):
+    def skip(self, path: str, member: str | None, reason: str, kind: SkipKind) -> None: ...
+
+    def error(self, path: str, member: str | None, message: str) -> None: ...
+
+
+class _NotRegular(Exception):
+    pass
+
+
+class _Mapping:
+    """A whole file mapped read-only; `view` is empty for an empty file, which mmap refuses."""
+
+    def __init__(self, path: str) -> None:
+        # O_NONBLOCK: opening a FIFO named by mistake must not hang the scan.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _NotRegular(_file_type(info.st_mode))
+            self.key = (info.st_dev, info.st_ino)
+            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if info.st_size else None
+        finally:
+            os.close(fd)
+        self.view = memoryview(self._map) if self._map is not None else memoryview(b"")
+
+    def close(self) -> None:
+        self.view.release()
+        if self._map is not None:
+            # When the consumer still holds a view, the mapping goes when that view does.
+            with contextlib.suppress(BufferError):
+                self._map.close()
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
+
+
+def not_elf_reason(head: bytes) -> str:
+    for magic, what in _DESCRIPTIONS:
+        if head.startswith(magic):
+            return f"not an ELF file ({what})"
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "not an ELF file (text)"
+    return "not an ELF file"
+
+
+def _nest(outer: str | None, name: str) -> str:
+    return f"{outer}({name})" if outer else name
+
+
+def iter_blobs(paths: Sequence[str], sink: Sink) -> Iterator[Blob]:
+    """The ELF files and archive members under `paths`, in order; each file is read once.
+
+    Explicitly named files that are not ELF are reported to `sink.skip`; inside a directory walk,
+    only archives, ld scripts, ELF files and LLVM bitcode are considered.
+    """
+    return _Inputs(sink).paths(paths)
+
+
+class _Inputs:
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.files_seen: set[tuple[int, int]] = set()
+        self.dirs_seen: set[tuple[int, int]] = set()
+
+    def paths(self, paths: Sequence[str]) -> Iterator[Blob]:
+        for path in paths:
+            try:
+                info = os.stat(path)
+            except OSError as exc:
+                self.sink.error(path, None, f"cannot read: {exc.strerror or exc}")
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                self.dirs_seen.add((info.st_dev, info.st_ino))
+                yield from self._walk(path)
+            else:
+                yield from self._file(path, explicit=True, depth=0)
+
+    def _walk(self, directory: str) -> Iterator[Blob]:
+        try:
+            with os.scandir(directory) as it:
+                names = sorted(entry.name for entry in it)
+        except OSError as exc:
+            self.sink.error(directory, None, f"cannot list directory: {exc.strerror or exc}")
+            return
+        for name in names:
+            path = name if directory == os.curdir else os.path.join(directory, name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue  # a dangling symlink is not an input
+            if stat.S_ISDIR(info.st_mode):
+                key = (info.st_dev, info.st_ino)
+                if name not in VCS_DIRS and key not in self.dirs_seen:  # symlinked loops end here
+                    self.dirs_seen.add(key)
+                    yield from self._walk(path)
+            elif stat.S_ISREG(info.st_mode):
+                yield from self._file(path, explicit=False, depth=0)
+
+    def _file(self, path: str, explicit: bool, depth: int) -> Iterator[Blob]:
+        try:
+            mapping = _Mapping(path)
+        except OSError as exc:
+            self.sink.error(path, None, f"cannot read: {exc.strerror or exc}")
+            return
+        except _NotRegular as exc:
+            self.sink.error(path, None, f"cannot read: not a regular file ({exc})")
+            return
+        try:
+            if mapping.key in self.files_seen:
+                return
+            self.files_seen.add(mapping.key)
+            data = mapping.view
+            head = bytes(data[:8])
+            kind = archive_kind(head)
+            if not data:
+                if explicit:
+                    self.sink.skip(path, None, "empty file", "empty")
+            elif head.startswith(ELF_MAGIC):
+                yield Blob(path, None, data)
+            elif kind is not None:
+                yield from self._archive(path, None, data, kind == "thin", os.path.dirname(path), depth)
+            elif head.startswith(BITCODE_MAGICS):
+                self.sink.skip(path, None, BITCODE_REASON, "not-analysable")
+            else:
+                yield from self._maybe_script(path, data, explicit, depth)
+        finally:
+            mapping.close()
+
+    def _maybe_script(self, path: str, data: memoryview, explicit: bool, depth: int) -> Iterator[Blob]:
+        try:
+            inputs = read_script(data)
+        except LdScriptError as exc:
+            self.sink.error(path, None, f"malformed GNU ld script: {exc}")
+            return
+        if inputs is not None:
+            yield from self._script(path, inputs, depth)
+        elif explicit:
+            self.sink.skip(path, None, not_elf_reason(bytes(data[:512])), "not-elf")
+
+    def _script(self, path: str, inputs: list[ScriptInput], depth: int) -> Iterator[Blob]:
+        if depth >= MAX_NESTING:
+            self.sink.error(path, None, f"ld scripts nested more than {MAX_NESTING} deep")
+            return
+        if not inputs:
+            self.sink.skip(path, None, "GNU ld script that names no input files", "not-elf")
+        for entry in inputs:
+            if entry.library:
+                self.sink.skip(
+                    path,
+                    None,
+                    f"ld script entry -l{entry.name} is found through the linker's search path, "
+                    "which is not followed: name that library's file instead",
+                    "not-analysable",
+                )
+                continue
+            target = "/" + entry.name.lstrip("/") if entry.sysroot else entry.name
+            target = os.path.join(os.path.dirname(path), target)  # absolute names stay as they are
+            if not os.path.lexists(target):
+                self.sink.skip(
+                    path, None, f"ld script names {target}, which does not exist", "not-analysable"
+                )
+                continue
+            yield from self._file(target, explicit=True, depth=depth + 1)
+
+    def _archive(
+        self, path: str, outer: str | None, data: memoryview, thin: bool, base: str, depth: int
+    ) -> Iterator[Blob]:
+        if depth >= MAX_NESTING:
+            self.sink.error(path, outer, f"archives nested more than {MAX_NESTING} deep")
+            return
+        try:
+            for member in iter_members(data, thin):
+                name = _nest(outer, member.name)
+                if thin:
+                    yield from self._thin_member(path, name, member, base, depth)
+                else:
+                    yield from self._member(path, name, member.data, base, depth)
+        except ArchiveError as exc:
+            self.sink.error(path, _nest(outer, exc.member) if exc.member else outer, str(exc))
+
+    def _thin_member(self, path: str, name: str, member: Member, base: str, depth: int) -> Iterator[Blob]:
+        if depth >= MAX_NESTING:
+            self.sink.error(path, name, f"archives nested more than {MAX_NESTING} deep")
+            return
+        target = os.path.join(base, member.name)
+        try:
+            mapping = _Mapping(target)
+        except OSError as exc:
+            self.sink.error(path, name, f"thin archive member file {target}: {exc.strerror or exc}")
+            return
+        except _NotRegular as exc:
+            self.sink.error(path, name, f"thin archive member file {target} is not a regular file ({exc})")
+            return
+        try:
+            if member.origin is None:
+                yield from self._member(path, name, mapping.view, os.path.dirname(target), depth)
+                return
+            # `/123:456`: the member at header offset 456 of the archive that long name 123 names.
+            kind = archive_kind(mapping.view)
+            if kind is None:
+                self.sink.error(path, name, f"thin archive points into {target}, which is not an archive")
+                return
+            try:
+                inner = member_at(mapping.view, member.origin, kind == "thin")
+            except ArchiveError as exc:
+                self.sink.error(path, name, f"thin archive points into {target}: {exc}")
+                return
+            inner_name = _nest(name, inner.name)
+            if kind == "thin":
+                yield from self._thin_member(path, inner_name, inner, os.path.dirname(target), depth + 1)
+            else:
+                yield from self._member(path, inner_name, inner.data, os.path.dirname(target), depth + 1)
+        finally:
+            mapping.close()
+
+    def _member(self, path: str, name: str, data: memoryview, base: str, depth: int) -> Iterator[Blob]:
+        head = bytes(data[:8])
+        kind = archive_kind(head)
+        if not data:
+            self.sink.skip(path, name, "empty member", "empty")
+        elif head.startswith(ELF_MAGIC):
+            yield Blob(path, name, data)
+        elif head.startswith(BITCODE_MAGICS):
+            self.sink.skip(path, name, BITCODE_REASON, "not-analysable")
+        elif kind is not None:
+            yield from self._archive(path, name, data, kind == "thin", base, depth + 1)
+        else:
+            self.sink.skip(path, name, not_elf_reason(bytes(data[:512])), "not-elf")
