@@ -155,6 +155,9 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
         fake.requests.append((method, url.path, body))
+        if not (self.headers.get("Authorization") or "").startswith(("token ", "Bearer ")):
+            fake.violations.append(f"{method} {url.path} without a token")
+            return self._send(401, {"message": "Requires authentication"})
         if not url.path.startswith(PREFIX + "/"):
             fake.violations.append(f"{method} {url.path} ignores the API base URL {PREFIX}")
             return self._send(404, {"message": "Not Found"})

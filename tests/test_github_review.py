@@ -198,3 +198,22 @@ def test_symbol_names_cannot_inject_markdown(fake: Fake) -> None:
     outside_code = re.sub(r"`[^`\n]*`", "", comment["body"])
     assert "evil.example" in outside_code  # the name is shown, as text
     assert not re.search(r"(?<!\\)(\]\(|<img)", outside_code)
+
+
+def test_fake_rejects_fields_that_github_does_not_define(fake: Fake) -> None:
+    import requests
+
+    url = f"{fake.base_url}/repos/octo/widgets/pulls/7/comments"
+    body = {"body": "x", "commit_id": HEAD, "path": "src/leaf.c", "line": 12, "subject": "line"}
+    answer = requests.post(url, json=body, headers={"Authorization": "token t"}, timeout=5)
+    assert answer.status_code == 422
+    assert fake.violations and "'subject' was unexpected" in fake.violations[0]
+    assert fake.comments == {}
+    fake.violations.clear()
+
+
+def test_fake_answers_422_for_a_line_outside_the_diff(fake: Fake) -> None:
+    with pytest.raises(Exception, match="422"):
+        client(fake).get_repo("octo/widgets").get_pull(7).create_review_comment(
+            "x", HEAD, "src/leaf.c", line=30, side="RIGHT"
+        )
