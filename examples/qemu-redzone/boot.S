@@ -66,7 +66,7 @@ _start:
     mov %eax, %cr0
     lgdt gdt_ptr
     /* A far return rather than `ljmp ptr16:32`, whose opcode does not exist in
-     * 64-bit mode: a checker decoding this ELF64 as x86-64 would choke on it. */
+     * 64-bit mode, so that this ELF64 decodes as x86-64 from end to end. */
     push $0x08
     push $long_mode
     lret
