@@ -7,18 +7,18 @@ module, so the hook environment is built once (`pip install` of that copy).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 from conftest import require_tool, run
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,6 +104,7 @@ def leaf_project(path: Path, flags: Sequence[str], env: dict[str, str]) -> tuple
     return repo, line
 
 
+@pytest.mark.slow
 def test_staged_red_zone_object_fails_naming_function_line_and_flag(
     tmp_path: Path, hooks_repo: tuple[Path, str], env: dict[str, str]
 ) -> None:
@@ -118,6 +119,7 @@ def test_staged_red_zone_object_fails_naming_function_line_and_flag(
     assert "-mno-red-zone" in out
 
 
+@pytest.mark.slow
 def test_object_rebuilt_with_mno_red_zone_passes_next_to_a_png(
     tmp_path: Path, hooks_repo: tuple[Path, str], env: dict[str, str]
 ) -> None:
@@ -144,6 +146,7 @@ def build_dir_project(path: Path, hooks_repo: tuple[Path, str], args: Sequence[s
     return repo
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flags", "fails"), [((), True), (("-mno-red-zone",), False)])
 def test_build_directory_hook_checks_ignored_objects(
     tmp_path: Path, hooks_repo: tuple[Path, str], env: dict[str, str], flags: tuple[str, ...], fails: bool
@@ -164,6 +167,7 @@ def test_build_directory_hook_checks_ignored_objects(
         assert line is None
 
 
+@pytest.mark.slow
 def test_build_directory_hook_without_args_says_how_to_name_the_directory(
     tmp_path: Path, hooks_repo: tuple[Path, str], env: dict[str, str]
 ) -> None:
@@ -173,6 +177,31 @@ def test_build_directory_hook_without_args_says_how_to_name_the_directory(
 
     assert status != 0, out
     assert "args: [_build/default]" in out
+
+
+def hook_main() -> Callable[[Sequence[str]], int]:
+    # Imported by name: mypy cannot follow setuptools' hooks/ -> redzone_check.hooks mapping.
+    module = importlib.import_module("redzone_check.hooks.pre_commit")
+    return cast(Callable[[Sequence[str]], int], module.main)
+
+
+def test_entry_point_without_paths_explains_the_build_hook_args(capsys: pytest.CaptureFixture[str]) -> None:
+    assert hook_main()([]) == 2
+    assert "args: [_build/default]" in capsys.readouterr().err
+
+
+def test_entry_point_hands_files_and_options_to_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = hook_main()
+    (tmp_path / "leaf.c").write_text(LEAF_C)
+    build_leaf(tmp_path, "leaf.o")
+    (tmp_path / "logo.png").write_bytes(PNG)
+
+    assert main(["--no-cache", str(tmp_path / "logo.png")]) == 0
+    assert main(["--no-cache", str(tmp_path / "leaf.o"), str(tmp_path / "logo.png")]) == 1
+    assert "copy_and_pick" in capsys.readouterr().out
+    assert main(["--no-cache", "--fail-on", "never", str(tmp_path / "leaf.o")]) == 0
 
 
 def test_hook_manifest_is_valid() -> None:
