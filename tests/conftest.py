@@ -26,11 +26,17 @@ def require_tool(name: str) -> str:
     return path
 
 
-def run(cmd: Sequence[str | os.PathLike[str]], cwd: Path | None = None, check: bool = True,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    cwd: Path | None = None,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -56,8 +62,13 @@ def assemble(tmp_path: Path) -> Callable[..., Path]:
 def compile_c(tmp_path: Path) -> Callable[..., Path]:
     """Compile C source text with gcc or clang into an object; returns its path."""
 
-    def _compile(source: str, name: str = "unit", cc: str = "gcc", flags: Sequence[str] = ("-O2",),
-                 directory: Path | None = None) -> Path:
+    def _compile(
+        source: str,
+        name: str = "unit",
+        cc: str = "gcc",
+        flags: Sequence[str] = ("-O2",),
+        directory: Path | None = None,
+    ) -> Path:
         require_tool(cc)
         where = directory or tmp_path
         where.mkdir(parents=True, exist_ok=True)
