@@ -1,0 +1,233 @@
+"""Per-object work, run in this process or in forked workers, with the same code either way.
+
+A task names objects by their position in the walk of the inputs (`iter_blobs`), never by their
+bytes: each worker walks the same paths itself, so no object is pickled and memory stays flat.
+Tasks are handed out in ascending order, so a worker's walk only moves forward.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from redzone_check.attribute import Debug, findings_for, unit_findings
+from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
+from redzone_check.attribution.paths import PathMapper
+from redzone_check.cache import ResultCache
+from redzone_check.callgraph import ObjectCalls, object_calls
+from redzone_check.detect import Detection, Hit, detect
+from redzone_check.elf import ElfFile, NotApplicable
+from redzone_check.errors import InputError
+from redzone_check.functions import list_functions
+from redzone_check.inputs import Blob, iter_blobs
+from redzone_check.model import Finding, InputProblem, SkipKind, Skipped
+from redzone_check.options import ScanOptions
+
+LTO_REASON = "GCC LTO object: GIMPLE bytecode only, no machine code to analyse (scan the linked output)"
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """What the bytes of one object say, whatever its path: the value the cache keeps."""
+
+    functions: int = 0
+    unknown: int = 0
+    hits: tuple[Hit, ...] = ()
+    ocaml: int = 0
+    ocaml_units: tuple[str, ...] = ()
+    calls: ObjectCalls | None = None  # computed only when a run's findings need the call graph
+    skip: tuple[str, SkipKind] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectResult:
+    index: int
+    findings: tuple[Finding, ...] = ()
+    errors: tuple[InputProblem, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    analysed: bool = False  # an x86-64 object whose functions were analysed
+    functions: int = 0
+    unknown: int = 0
+    ocaml: int = 0
+    calls: ObjectCalls | None = None
+    fresh: bool = False  # analysed in this run rather than taken from the cache
+
+
+@dataclass(frozen=True)
+class Task:
+    items: tuple[tuple[int, str, str | None], ...]  # (walk index, path, member), ascending
+    want_calls: bool = False
+    calls_only: bool = False
+
+
+def analyse(data: bytes | memoryview, prefilter: bool, want_calls: bool) -> Analysed:
+    try:
+        elf = ElfFile(data)
+    except NotApplicable as exc:
+        return Analysed(skip=(str(exc), "not-applicable"))
+    except InputError as exc:
+        return Analysed(error=f"corrupt ELF: {exc}")
+    if elf.is_lto_only:
+        return Analysed(skip=(LTO_REASON, "not-analysable"))
+    try:
+        detection = detect(elf, prefilter)
+    except InputError as exc:
+        return Analysed(error=f"corrupt ELF: {exc}")
+    units = ocaml_unit_names(s.name for s in elf.symbols())
+    return Analysed(
+        functions=len(detection.functions),
+        unknown=detection.unknown_functions,
+        hits=detection.hits,
+        ocaml=sum(is_ocaml_symbol(f.name, units) for f in detection.functions),
+        ocaml_units=tuple(sorted(units)),
+        calls=object_calls(elf, detection.functions) if want_calls else None,
+    )
+
+
+def calls_of(data: bytes | memoryview) -> ObjectCalls:
+    try:
+        elf = ElfFile(data)
+        return object_calls(elf, list_functions(elf))
+    except (InputError, NotApplicable):  # analysed before, so not expected; no edges then
+        return ObjectCalls((), ())
+
+
+class Worker:
+    """Turns tasks into results; one per process."""
+
+    def __init__(self, paths: Sequence[str], options: ScanOptions, cache: ResultCache | None) -> None:
+        self.paths = list(paths)
+        self.options = options
+        self.cache = cache
+        self.mapper = PathMapper(options.source_root, options.path_maps)
+        self._restart()
+
+    def _restart(self) -> None:
+        self._walk: Iterator[Blob] = iter_blobs(self.paths, _Quiet())
+        self._next = 0
+
+    def _blobs(self, wanted: Sequence[int]) -> Iterator[tuple[int, Blob | None]]:
+        if wanted and wanted[0] < self._next:
+            self._restart()
+        for target in wanted:
+            blob = None
+            while self._next <= target:
+                blob = next(self._walk, None)
+                self._next += 1
+                if blob is None:
+                    self._next = target + 1  # the inputs shrank while being scanned
+            yield target, blob
+
+    def run(self, task: Task) -> list[ObjectResult]:
+        out = []
+        blobs = self._blobs([item[0] for item in task.items])
+        for (index, path, member), (_, blob) in zip(task.items, blobs, strict=True):
+            if blob is None or blob.path != path or blob.member != member:
+                problem = InputProblem(self.mapper.binary(path), member, "changed while it was being scanned")
+                out.append(ObjectResult(index, errors=(problem,)))
+            elif task.calls_only:
+                calls, fresh = self._calls(blob)
+                out.append(ObjectResult(index, calls=calls, fresh=fresh))
+            else:
+                out.append(self._object(index, blob, task.want_calls))
+        return out
+
+    def _analysed(self, blob: Blob, want_calls: bool) -> tuple[Analysed, bool]:
+        key = self.cache.key(blob.data) if self.cache else None
+        found = self.cache.get(key) if self.cache and key else None
+        if isinstance(found, Analysed) and (found.calls is not None or not want_calls):
+            return found, False
+        value = analyse(blob.data, self.options.prefilter, want_calls)
+        if self.cache and key:
+            self.cache.put(key, value)
+        return value, True
+
+    def _calls(self, blob: Blob) -> tuple[ObjectCalls, bool]:
+        key = self.cache.key(blob.data) if self.cache else None
+        found = self.cache.get(key) if self.cache and key else None
+        if isinstance(found, Analysed) and found.calls is not None:
+            return found.calls, False
+        calls = calls_of(blob.data)
+        if self.cache and key and isinstance(found, Analysed):
+            self.cache.put(key, replace(found, calls=calls))
+        return calls, True
+
+    def _object(self, index: int, blob: Blob, want_calls: bool) -> ObjectResult:
+        result, fresh = self._analysed(blob, want_calls)
+        path, member = blob.path, blob.member
+        shown = self.mapper.binary(path)
+        if result.error is not None:
+            return ObjectResult(index, errors=(InputProblem(shown, member, result.error),), fresh=fresh)
+        if result.skip is not None:
+            return ObjectResult(index, skipped=(Skipped(shown, member, *result.skip),), fresh=fresh)
+        errors: list[InputProblem] = []
+        findings: list[Finding] = []
+        options = self.options
+        if result.hits or options.require_no_red_zone_flag:
+            units = set(result.ocaml_units)
+
+            def hint(symbol: str) -> str | None:
+                return "ocaml" if is_ocaml_symbol(symbol, units) else None
+
+            def report(message: str) -> None:
+                errors.append(InputProblem(shown, member, message))
+
+            debug = Debug(blob.data, report)
+            detection = Detection((), result.hits, result.unknown)
+            findings.extend(findings_for(path, member, detection, debug, self.mapper, options, hint))
+            if options.require_no_red_zone_flag:
+                findings.extend(unit_findings(path, member, debug, self.mapper))
+        return ObjectResult(
+            index,
+            tuple(findings),
+            tuple(errors),
+            analysed=True,
+            functions=result.functions,
+            unknown=result.unknown,
+            ocaml=result.ocaml,
+            calls=result.calls,
+            fresh=fresh,
+        )
+
+
+class _Quiet:
+    """The workers' sink: the parent's own walk already recorded every input problem."""
+
+    def skip(self, path: str, member: str | None, reason: str, kind: SkipKind) -> None:
+        pass
+
+    def error(self, path: str, member: str | None, message: str) -> None:
+        pass
+
+
+_worker: Worker | None = None
+
+
+def _init(paths: Sequence[str], options: ScanOptions, cache: ResultCache | None) -> None:
+    global _worker
+    _worker = Worker(paths, options, cache)
+
+
+def _run(task: Task) -> list[ObjectResult]:
+    assert _worker is not None
+    return _worker.run(task)
+
+
+def run_tasks(
+    tasks: Iterable[Task],
+    paths: Sequence[str],
+    options: ScanOptions,
+    cache: ResultCache | None,
+    jobs: int,
+) -> Iterator[list[ObjectResult]]:
+    """Results of each task, in task order; `jobs` > 1 forks that many workers."""
+    if jobs <= 1:
+        worker = Worker(paths, options, cache)
+        yield from map(worker.run, tasks)
+        return
+    # fork: the workers start with the engine imported and share nothing they write.
+    context = multiprocessing.get_context("fork")
+    with context.Pool(jobs, initializer=_init, initargs=(paths, options, cache)) as pool:
+        yield from pool.imap(_run, tasks)
