@@ -91,7 +91,7 @@ def iter_members(buf: memoryview, thin: bool = False) -> Iterator[Member]:
             )
         header = bytes(buf[offset : offset + HEADER_SIZE])
         raw_name = header[:16].rstrip(b" ")
-        shown = _decode(raw_name) or None
+        shown = _decode(raw_name.rstrip(b"/") or raw_name) or None  # for messages: `one.o/` is one.o
         if header[58:60] != _FMAG:
             raise ArchiveError(
                 f"member header at offset {offset:#x} does not end in the ar magic `\\n", shown

@@ -118,8 +118,8 @@ def test_non_numeric_size_and_bad_header_magic(objs: Path) -> None:
     blobs, sink = scan(words, magic)
     assert blobs == []
     assert sink.errors == [
-        (str(words), "one.o/", f"member header at offset {one:#x} has a non-numeric size field '12ab      '"),
-        (str(magic), "one.o/", f"member header at offset {one:#x} does not end in the ar magic `\\n"),
+        (str(words), "one.o", f"member header at offset {one:#x} has a non-numeric size field '12ab      '"),
+        (str(magic), "one.o", f"member header at offset {one:#x} does not end in the ar magic `\\n"),
     ]
 
 
