@@ -61,11 +61,13 @@ def reached_from(
                 continue
             via[caller.node] = below
             if caller.ocaml:
-                if len(callers) < MAX_CALLERS:
-                    name = display_name(caller.node[1])
-                    where = externals.definition(name)
-                    file, line = where if where else (None, None)
-                    callers.append(Reach(name, "ocaml", file, line, below))
+                name = display_name(caller.node[1])
+                where = externals.definition(name)
+                file, line = where if where else (None, None)
+                reach = Reach(name, "ocaml", file, line, below)
+                # The same OCaml unit may be scanned twice (a loose .o and its archive member).
+                if len(callers) < MAX_CALLERS and reach not in callers:
+                    callers.append(reach)
             else:
                 queue.append((caller.node, depth + 1))
     return (*callers, *declared)

@@ -134,11 +134,6 @@ def test_build_location_is_the_stanza_flags_line(red: Path, red_scan: Scan) -> N
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reach.reached_from dedups callers by (object, symbol), so an OCaml caller found both as a "
-    "loose .o and as an archive member is listed twice when a directory is scanned",
-)
 def test_scanning_the_build_directory_lists_each_caller_once(red: Path) -> None:
     _status, doc = scan_json(["_build/default/src"], cwd=red)
     for finding in doc["findings"]:
