@@ -216,9 +216,8 @@ class _Inputs:
             target = "/" + entry.name.lstrip("/") if entry.sysroot else entry.name
             target = os.path.join(os.path.dirname(path), target)  # absolute names stay as they are
             if not os.path.lexists(target):
-                self.sink.skip(
-                    path, None, f"ld script names {target}, which does not exist", "not-analysable"
-                )
+                # A link would fail on it too, so none of its code can end up in a binary.
+                self.sink.skip(path, None, f"ld script names {target}, which does not exist", "not-elf")
                 continue
             yield from self._file(target, explicit=True, depth=depth + 1)
 
