@@ -119,7 +119,7 @@ def test_chain_names_the_ocaml_callers_and_the_external(red: Path, red_scan: Sca
          "line": line_of(packet, "let seal"), "via": [STUB], "kind": "caller"},
         {"function": "Netif.Packet.verify", "language": "ocaml", "file": "src/packet.ml",
          "line": line_of(packet, "let verify"), "via": [STUB], "kind": "caller"},
-        {"function": "Checksum.ipv4_header", "language": "ocaml", "file": "src/checksum.ml",
+        {"function": "Netif.Checksum.ipv4_header", "language": "ocaml", "file": "src/checksum.ml",
          "line": line_of(checksum, "external ipv4_header"), "via": [STUB], "kind": "external"},
     ]  # fmt: skip
 

@@ -62,7 +62,7 @@ def test_index_of_the_dune_project_maps_both_stub_names_and_definitions() -> Non
     index = ExternalIndex.scan(str(HERE))
     (by_native,) = index.by_stub("mystub")
     assert (by_native.name, by_native.file, by_native.line, by_native.noalloc) == (
-        "Native.my_sum",
+        "Cipher.Native.my_sum",
         "src/native.ml",
         4,
         True,

@@ -43,7 +43,7 @@ def test_helper_is_reached_from_the_ocaml_caller_and_the_external(graph: CallGra
     reach = reached_from(graph, "libcipher_stubs.a(mystub.o)", "helper_sum", ExternalIndex.scan(str(HERE)))
     assert reach == (
         Reach("Cipher.Cipher_block.encrypt", "ocaml", "src/cipher_block.ml", 3, ("mystub",)),
-        Reach("Native.my_sum", "ocaml", "src/native.ml", 4, ("mystub",), kind="external"),
+        Reach("Cipher.Native.my_sum", "ocaml", "src/native.ml", 4, ("mystub",), kind="external"),
     )
 
 
@@ -52,7 +52,7 @@ def test_chain_crosses_archive_members_and_archives(graph: CallGraph) -> None:
     reach = reached_from(graph, "libcipher_stubs.a(util.o)", "checksum_fold", ExternalIndex.scan(str(HERE)))
     assert [(r.function, r.kind, r.via) for r in reach] == [
         ("Cipher.Cipher_block.encrypt", "caller", ("mystub",)),
-        ("Native.my_sum", "external", ("mystub",)),
+        ("Cipher.Native.my_sum", "external", ("mystub",)),
     ]
 
 
@@ -60,7 +60,7 @@ def test_stub_called_through_caml_c_call_is_reached_from_its_caller(graph: CallG
     reach = reached_from(graph, "libcipher_stubs.a(mystub.o)", "mystub_alloc", ExternalIndex.scan(str(HERE)))
     assert reach == (
         Reach("Cipher.Cipher_block.table", "ocaml", "src/cipher_block.ml", 7, ()),
-        Reach("Native.alloc_table", "ocaml", "src/native.ml", 9, (), kind="external"),
+        Reach("Cipher.Native.alloc_table", "ocaml", "src/native.ml", 9, (), kind="external"),
     )
 
 
@@ -72,12 +72,12 @@ def test_linked_executable_resolves_decoded_calls_and_caml_c_call() -> None:
     index = ExternalIndex.scan(str(HERE))
     assert [(r.function, r.via) for r in reached_from(graph, "main.exe", "helper_sum", index)] == [
         ("Cipher.Cipher_block.encrypt", ("mystub",)),
-        ("Native.my_sum", ("mystub",)),
+        ("Cipher.Native.my_sum", ("mystub",)),
     ]
     # Linked, the GOT load of the stub is relaxed to `lea mystub_alloc(%rip),%rax`.
     assert [r.function for r in reached_from(graph, "main.exe", "mystub_alloc", index)] == [
         "Cipher.Cipher_block.table",
-        "Native.alloc_table",
+        "Cipher.Native.alloc_table",
     ]
 
 
@@ -145,7 +145,7 @@ def test_scan_json_carries_the_whole_chain_and_the_dune_flags_line() -> None:
     assert helper["source"] == {"file": "src/mystub.c", "line": 10}
     assert helper["member"] == "mystub.o" and by_function["checksum_fold"]["member"] == "util.o"
     caller = {"function": "Cipher.Cipher_block.encrypt", "language": "ocaml", "file": "src/cipher_block.ml"}
-    external = {"function": "Native.my_sum", "language": "ocaml", "file": "src/native.ml", "line": 4}
+    external = {"function": "Cipher.Native.my_sum", "language": "ocaml", "file": "src/native.ml", "line": 4}
     for finding in by_function.values():
         assert finding["reached_from"] == [
             {**caller, "line": 3, "via": ["mystub"], "kind": "caller"},
@@ -166,7 +166,7 @@ def test_scan_text_names_caller_external_stub_and_fix() -> None:
     assert status == 1
     assert "src/mystub.c:10: error: helper_sum: [RZ001]" in out
     assert "Cipher.Cipher_block.encrypt (src/cipher_block.ml:3) via mystub" in out
-    assert "Native.my_sum (src/native.ml:4) via mystub" in out
+    assert "Cipher.Native.my_sum (src/native.ml:4) via mystub" in out
     assert "add -mno-red-zone to (flags :standard -O2 -g) in src/dune:7" in out
 
 

@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 SKIP_DIRS = frozenset({"_build", ".git", "node_modules", "_opam", "_esy"})
 _MAX_SOURCE_BYTES = 4 * 1024 * 1024
@@ -220,6 +221,9 @@ class ExternalIndex:
                 relative = os.path.relpath(full, root).replace(os.sep, "/")
                 stem = filename.rsplit(".", 1)[0]
                 module = stem[:1].upper() + stem[1:]
+                library = _wrapping_library(directory)
+                if library and library != module:
+                    module = f"{library}.{module}"
                 found, file_lets = parse(text, module, relative)
                 (interfaces if filename.endswith(".mli") else implementations).extend(found)
                 for name, line in file_lets.items():
@@ -238,3 +242,30 @@ class ExternalIndex:
             if found is not None:
                 return found
         return None
+
+
+_LIBRARY = re.compile(r"\(\s*library\b")
+_LIB_NAME = re.compile(r"\(\s*name\s+([A-Za-z_][A-Za-z0-9_']*)\s*\)")
+_UNWRAPPED = re.compile(r"\(\s*wrapped\s+false\s*\)")
+
+
+@lru_cache(maxsize=1024)
+def _wrapping_library(directory: str) -> str | None:
+    """The dune library that wraps the modules of `directory` (`Netif` for `netif`), if any.
+
+    dune wraps a library's modules by default, so `packet.ml` in `(library (name netif))`
+    is the OCaml module `Netif.Packet`; callers are demangled that way too.
+    """
+    try:
+        with open(os.path.join(directory, "dune"), encoding="utf-8", errors="replace") as handle:
+            text = handle.read(_MAX_SOURCE_BYTES)
+    except OSError:
+        return None
+    stanzas = _LIBRARY.findall(text)
+    if len(stanzas) != 1 or _UNWRAPPED.search(text):
+        return None
+    start = _LIBRARY.search(text)
+    name = _LIB_NAME.search(text, start.start()) if start else None
+    if name is None:
+        return None
+    return name.group(1)[:1].upper() + name.group(1)[1:]
