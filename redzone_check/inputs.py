@@ -103,8 +103,13 @@ def not_elf_reason(head: bytes) -> str:
     return "not an ELF file"
 
 
-def _nest(outer: str | None, name: str) -> str:
-    return f"{outer}({name})" if outer else name
+Chain = tuple[str, ...]  # member names, outermost first: ("normal.a", "one.o") is shown normal.a(one.o)
+
+
+def _shown(chain: Chain) -> str | None:
+    if not chain:
+        return None
+    return "(".join(chain) + ")" * (len(chain) - 1)
 
 
 def iter_blobs(paths: Sequence[str], sink: Sink) -> Iterator[Blob]:
@@ -178,7 +183,7 @@ class _Inputs:
             elif head.startswith(ELF_MAGIC):
                 yield Blob(path, None, data)
             elif kind is not None:
-                yield from self._archive(path, None, data, kind == "thin", os.path.dirname(path), depth)
+                yield from self._archive(path, (), data, kind == "thin", os.path.dirname(path), depth)
             elif head.startswith(BITCODE_MAGICS):
                 self.sink.skip(path, None, BITCODE_REASON, "not-analysable")
             else:
@@ -222,22 +227,23 @@ class _Inputs:
             yield from self._file(target, explicit=True, depth=depth + 1)
 
     def _archive(
-        self, path: str, outer: str | None, data: memoryview, thin: bool, base: str, depth: int
+        self, path: str, outer: Chain, data: memoryview, thin: bool, base: str, depth: int
     ) -> Iterator[Blob]:
         if depth >= MAX_NESTING:
-            self.sink.error(path, outer, f"archives nested more than {MAX_NESTING} deep")
+            self.sink.error(path, _shown(outer), f"archives nested more than {MAX_NESTING} deep")
             return
         try:
             for member in iter_members(data, thin):
-                name = _nest(outer, member.name)
+                chain = (*outer, member.name)
                 if thin:
-                    yield from self._thin_member(path, name, member, base, depth)
+                    yield from self._thin_member(path, chain, member, base, depth)
                 else:
-                    yield from self._member(path, name, member.data, base, depth)
+                    yield from self._member(path, chain, member.data, base, depth)
         except ArchiveError as exc:
-            self.sink.error(path, _nest(outer, exc.member) if exc.member else outer, str(exc))
+            self.sink.error(path, _shown((*outer, exc.member) if exc.member else outer), str(exc))
 
-    def _thin_member(self, path: str, name: str, member: Member, base: str, depth: int) -> Iterator[Blob]:
+    def _thin_member(self, path: str, chain: Chain, member: Member, base: str, depth: int) -> Iterator[Blob]:
+        name = _shown(chain)
         if depth >= MAX_NESTING:
             self.sink.error(path, name, f"archives nested more than {MAX_NESTING} deep")
             return
@@ -252,7 +258,7 @@ class _Inputs:
             return
         try:
             if member.origin is None:
-                yield from self._member(path, name, mapping.view, os.path.dirname(target), depth)
+                yield from self._member(path, chain, mapping.view, os.path.dirname(target), depth)
                 return
             # `/123:456`: the member at header offset 456 of the archive that long name 123 names.
             kind = archive_kind(mapping.view)
@@ -264,15 +270,16 @@ class _Inputs:
             except ArchiveError as exc:
                 self.sink.error(path, name, f"thin archive points into {target}: {exc}")
                 return
-            inner_name = _nest(name, inner.name)
+            inner_chain = (*chain, inner.name)
             if kind == "thin":
-                yield from self._thin_member(path, inner_name, inner, os.path.dirname(target), depth + 1)
+                yield from self._thin_member(path, inner_chain, inner, os.path.dirname(target), depth + 1)
             else:
-                yield from self._member(path, inner_name, inner.data, os.path.dirname(target), depth + 1)
+                yield from self._member(path, inner_chain, inner.data, os.path.dirname(target), depth + 1)
         finally:
             mapping.close()
 
-    def _member(self, path: str, name: str, data: memoryview, base: str, depth: int) -> Iterator[Blob]:
+    def _member(self, path: str, chain: Chain, data: memoryview, base: str, depth: int) -> Iterator[Blob]:
+        name = _shown(chain)
         head = bytes(data[:8])
         kind = archive_kind(head)
         if not data:
@@ -282,6 +289,6 @@ class _Inputs:
         elif head.startswith(BITCODE_MAGICS):
             self.sink.skip(path, name, BITCODE_REASON, "not-analysable")
         elif kind is not None:
-            yield from self._archive(path, name, data, kind == "thin", base, depth + 1)
+            yield from self._archive(path, chain, data, kind == "thin", base, depth + 1)
         else:
             self.sink.skip(path, name, not_elf_reason(bytes(data[:512])), "not-elf")

@@ -352,3 +352,16 @@ def test_unprivileged_helper_really_drops_root(world_dir: Path) -> None:
     (world_dir / "secret.o").chmod(0)
     assert stat.S_IMODE((world_dir / "secret.o").stat().st_mode) == 0
     assert _scan_unprivileged([world_dir / "secret.o"])["errors"] != []
+
+
+def test_thin_archive_that_contains_itself_stops_at_the_nesting_limit(tmp_path: Path) -> None:
+    def header(name: bytes, size: int) -> bytes:
+        return name.ljust(16) + b"0".ljust(32) + str(size).encode().ljust(10) + b"`\n"
+
+    table = b"self.a/\n"
+    path = tmp_path / "self.a"
+    path.write_bytes(b"!<thin>\n" + header(b"//", len(table)) + table + header(b"/0", 100))
+    blobs, sink = scan(path)
+    assert blobs == []
+    nested = "self.a(" * 7 + "self.a" + ")" * 7
+    assert sink.errors == [(str(path), nested, "archives nested more than 8 deep")]
