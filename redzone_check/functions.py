@@ -32,6 +32,7 @@ class Function:
     size: int
     address: int  # st_value: a section offset in ET_REL, a virtual address otherwise
     is_global: bool
+    region: bool = False  # code no symbol covers (stripped binaries), named `<section+0xN>`
 
 
 def _is_code_symbol(sym: Symbol) -> bool:
@@ -100,15 +101,28 @@ def list_functions(elf: ElfFile) -> list[Function]:
                 any(s.bind != STB_LOCAL for s in syms),
             )
         )
-    covered = {f.section_index for f in functions}
-    for section in sections.values():
-        if section.index not in covered:
-            functions.append(_whole_section(section, elf.type))
+    functions.extend(_uncovered(functions, sections, elf.type))
     functions.sort(key=lambda f: (f.section_index, f.offset))
     return functions
 
 
-def _whole_section(section: Section, elf_type: int) -> Function:
-    # A stripped image or symbol-less assembly: analyse the section as one unit.
-    address = section.addr if elf_type != 1 else 0
-    return Function(f"<{section.name}>", (), section.index, section.name, 0, section.size, address, False)
+_MIN_REGION = 16  # smaller gaps between functions are alignment padding
+
+
+def _uncovered(functions: list[Function], sections: dict[int, Section], elf_type: int) -> list[Function]:
+    """Code that no symbol covers: stripped binaries keep only their exported symbols."""
+    spans: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for fn in functions:
+        spans[fn.section_index].append((fn.offset, fn.offset + fn.size))
+    out = []
+    for section in sections.values():
+        base = section.addr if elf_type != 1 else 0
+        at = 0
+        for start, end in [*sorted(spans[section.index]), (section.size, section.size)]:
+            if start - at >= _MIN_REGION:
+                name = f"<{section.name}+0x{at:x}>"
+                out.append(
+                    Function(name, (), section.index, section.name, at, start - at, base + at, False, True)
+                )
+            at = max(at, end)
+    return out

@@ -217,3 +217,17 @@ def test_version_matches_package() -> None:
     status, out, _ = run_cli(["--version"])
     assert status == 0
     assert out.strip() == f"redzone-check {__version__}"
+
+
+def test_stripped_executable_code_without_symbols_is_still_analysed(tmp_path: Path) -> None:
+    require_tool("gcc")
+    src = tmp_path / "prog.c"
+    src.write_text(LEAF + "int main(int c, char **v) { return checksum((const unsigned char *)v[0], c); }\n")
+    exe = tmp_path / "prog"
+    run(["gcc", "-O2", "-o", exe, src])
+    run(["strip", exe])
+    status, doc = scan_json([exe], cwd=tmp_path)
+    assert status == 1
+    (finding,) = [f for f in doc["findings"] if f["rule"] == "RZ001"]
+    assert finding["function"].startswith("<.text+0x")
+    assert finding["path"] == "prog" and finding["member"] is None

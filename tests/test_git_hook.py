@@ -116,7 +116,6 @@ def test_awkward_file_names_are_checked(repo: Path, env: dict[str, str], name: s
         assert name in out
 
 
-@pytest.mark.xfail(strict=False, reason="needs --path-map applied to binary paths too (PathMapper.binary)")
 def test_object_rebuilt_after_staging_is_reported_under_its_repository_path(
     repo: Path, env: dict[str, str]
 ) -> None:

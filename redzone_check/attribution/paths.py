@@ -59,5 +59,6 @@ class PathMapper:
 
     def binary(self, path: str) -> str:
         """A scanned file's path (relative ones are relative to the working directory):
-        repository-relative when under the source root."""
-        return self._relative(os.path.abspath(path))
+        repository-relative when under the source root, after --path-map rewrites (a hook may
+        scan a staged copy in a scratch directory and map it back to the repository)."""
+        return self._relative(self._rewrite(os.path.abspath(path)))
