@@ -102,11 +102,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # The job summary: GitHub caps it at 1 MiB.
         ctx = ReportContext(__version__, max_bytes=1_000_000)
     text = reporter(settings.format)(result, ctx)
+    if settings.format == "text" and settings.quiet:
+        text = "".join(
+            line for line in text.splitlines(keepends=True) if not line.startswith("redzone-check: ")
+        )
     if settings.output:
         _write(settings.output, text)
     elif settings.format == "markdown" and summary_file:
         _append(summary_file, text)
-    elif settings.format != "text" or not settings.quiet or result.findings:
+    elif text:
         sys.stdout.write(text)
     for fmt, target in (
         ("json", settings.json_file),

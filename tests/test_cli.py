@@ -231,3 +231,11 @@ def test_stripped_executable_code_without_symbols_is_still_analysed(tmp_path: Pa
     (finding,) = [f for f in doc["findings"] if f["rule"] == "RZ001"]
     assert finding["function"].startswith("<.text+0x")
     assert finding["path"] == "prog" and finding["member"] is None
+
+
+def test_quiet_drops_the_summary_line(leaf_obj: Path, compile_c: Callable[..., Path], tmp_path: Path) -> None:
+    status, out, _ = run_cli(["--no-cache", "-q", leaf_obj], cwd=tmp_path)
+    assert status == 1
+    assert out.startswith("src/leaf.c:") and "redzone-check:" not in out
+    clean = compile_c(LEAF, name="clean", flags=("-O2", "-mno-red-zone"))
+    assert run_cli(["--no-cache", "-q", clean], cwd=tmp_path)[:2] == (0, "")
