@@ -1,4 +1,4 @@
-"""Static archive (`ar`) members: GNU/SysV, BSD and thin archives, read from a buffer without copying.
+"""Static archive (`ar`) members: GNU/SysV, BSD and thin archives, read from a file mapping without copying.
 
 Every size comes from the file, so every size is checked against what remains of the buffer before it
 is used, and each loop step advances by at least one 60-byte header: a lying archive costs neither
@@ -7,6 +7,10 @@ memory nor time.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -148,11 +152,55 @@ def iter_members(buf: memoryview, thin: bool = False) -> Iterator[Member]:
         offset += offset & 1
 
 
+def index_members(buf: memoryview, thin: bool) -> tuple[dict[int, Member], ArchiveError | None]:
+    """Members by header offset (how thin archives point into other archives), and what stopped the walk."""
+    index: dict[int, Member] = {}
+    try:
+        for member in iter_members(buf, thin):
+            index[member.header_offset] = member
+    except ArchiveError as exc:
+        return index, exc
+    return index, None
+
+
 def member_at(buf: memoryview, header_offset: int, thin: bool) -> Member:
-    """The member whose header starts at `header_offset` (how a thin archive points into a nested one)."""
-    for member in iter_members(buf, thin):
-        if member.header_offset == header_offset:
-            return member
-        if member.header_offset > header_offset:
-            break
-    raise ArchiveError(f"no member header starts at offset {header_offset:#x}")
+    """The member whose header starts at `header_offset`."""
+    index, problem = index_members(buf, thin)
+    if header_offset in index:
+        return index[header_offset]
+    raise problem or ArchiveError(f"no member header starts at offset {header_offset:#x}")
+
+
+class NotRegularFile(Exception):
+    """A directory, FIFO, socket or device where a file was expected; the message says which."""
+
+
+class MappedFile:
+    """A whole file mapped read-only; `view` is empty for an empty file, which mmap refuses."""
+
+    def __init__(self, path: str) -> None:
+        # O_NONBLOCK: opening a FIFO named by mistake must not hang the scan.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise NotRegularFile(_file_type(info.st_mode))
+            self.key = (info.st_dev, info.st_ino)
+            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if info.st_size else None
+        finally:
+            os.close(fd)
+        self.view = memoryview(self._map) if self._map is not None else memoryview(b"")
+
+    def close(self) -> None:
+        self.view.release()
+        if self._map is not None:
+            # When the consumer still holds a view, the mapping goes when that view does.
+            with contextlib.suppress(BufferError):
+                self._map.close()
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"

@@ -6,15 +6,21 @@ archive size. Problems go to a `Sink`, one call per problem, and the walk contin
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from redzone_check.archive import ArchiveError, Member, archive_kind, iter_members, member_at
+from redzone_check.archive import (
+    ArchiveError,
+    MappedFile,
+    Member,
+    NotRegularFile,
+    archive_kind,
+    index_members,
+    iter_members,
+)
 from redzone_check.ldscript import LdScriptError, ScriptInput, read_script
 from redzone_check.model import SkipKind, binary_location
 
@@ -59,41 +65,6 @@ class Sink(Protocol):
     def error(self, path: str, member: str | None, message: str) -> None: ...
 
 
-class _NotRegular(Exception):
-    pass
-
-
-class _Mapping:
-    """A whole file mapped read-only; `view` is empty for an empty file, which mmap refuses."""
-
-    def __init__(self, path: str) -> None:
-        # O_NONBLOCK: opening a FIFO named by mistake must not hang the scan.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise _NotRegular(_file_type(info.st_mode))
-            self.key = (info.st_dev, info.st_ino)
-            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if info.st_size else None
-        finally:
-            os.close(fd)
-        self.view = memoryview(self._map) if self._map is not None else memoryview(b"")
-
-    def close(self) -> None:
-        self.view.release()
-        if self._map is not None:
-            # When the consumer still holds a view, the mapping goes when that view does.
-            with contextlib.suppress(BufferError):
-                self._map.close()
-
-
-def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
-
-
 def not_elf_reason(head: bytes) -> str:
     for magic, what in _DESCRIPTIONS:
         if head.startswith(magic):
@@ -126,6 +97,8 @@ class _Inputs:
         self.sink = sink
         self.files_seen: set[tuple[int, int]] = set()
         self.dirs_seen: set[tuple[int, int]] = set()
+        # Archives that thin-archive entries point into, mapped and indexed once while an input is read.
+        self.nested: dict[str, tuple[MappedFile, str | None, dict[int, Member], ArchiveError | None]] = {}
 
     def paths(self, paths: Sequence[str]) -> Iterator[Blob]:
         for path in paths:
@@ -163,11 +136,11 @@ class _Inputs:
 
     def _file(self, path: str, explicit: bool, depth: int) -> Iterator[Blob]:
         try:
-            mapping = _Mapping(path)
+            mapping = MappedFile(path)
         except OSError as exc:
             self.sink.error(path, None, f"cannot read: {exc.strerror or exc}")
             return
-        except _NotRegular as exc:
+        except NotRegularFile as exc:
             self.sink.error(path, None, f"cannot read: not a regular file ({exc})")
             return
         try:
@@ -190,6 +163,9 @@ class _Inputs:
                 yield from self._maybe_script(path, data, explicit, depth)
         finally:
             mapping.close()
+            for nested, *_ in self.nested.values():
+                nested.close()
+            self.nested.clear()
 
     def _maybe_script(self, path: str, data: memoryview, explicit: bool, depth: int) -> Iterator[Blob]:
         try:
@@ -247,36 +223,51 @@ class _Inputs:
         if depth >= MAX_NESTING:
             self.sink.error(path, name, f"archives nested more than {MAX_NESTING} deep")
             return
+        if member.origin is not None:
+            yield from self._nested_member(path, chain, member, base, depth)
+            return
         target = os.path.join(base, member.name)
         try:
-            mapping = _Mapping(target)
+            mapping = MappedFile(target)
         except OSError as exc:
             self.sink.error(path, name, f"thin archive member file {target}: {exc.strerror or exc}")
             return
-        except _NotRegular as exc:
+        except NotRegularFile as exc:
             self.sink.error(path, name, f"thin archive member file {target} is not a regular file ({exc})")
             return
         try:
-            if member.origin is None:
-                yield from self._member(path, chain, mapping.view, os.path.dirname(target), depth)
-                return
-            # `/123:456`: the member at header offset 456 of the archive that long name 123 names.
-            kind = archive_kind(mapping.view)
-            if kind is None:
-                self.sink.error(path, name, f"thin archive points into {target}, which is not an archive")
-                return
-            try:
-                inner = member_at(mapping.view, member.origin, kind == "thin")
-            except ArchiveError as exc:
-                self.sink.error(path, name, f"thin archive points into {target}: {exc}")
-                return
-            inner_chain = (*chain, inner.name)
-            if kind == "thin":
-                yield from self._thin_member(path, inner_chain, inner, os.path.dirname(target), depth + 1)
-            else:
-                yield from self._member(path, inner_chain, inner.data, os.path.dirname(target), depth + 1)
+            yield from self._member(path, chain, mapping.view, os.path.dirname(target), depth)
         finally:
             mapping.close()
+
+    def _nested_member(
+        self, path: str, chain: Chain, member: Member, base: str, depth: int
+    ) -> Iterator[Blob]:
+        # `/123:456`: the member at header offset 456 of the archive that long name 123 names.
+        target = os.path.join(base, member.name)
+        try:
+            if target not in self.nested:
+                mapping = MappedFile(target)
+                kind = archive_kind(mapping.view)
+                index, problem = index_members(mapping.view, kind == "thin") if kind else ({}, None)
+                self.nested[target] = (mapping, kind, index, problem)
+        except (OSError, NotRegularFile) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else f"not a regular file ({exc})"
+            self.sink.error(path, _shown(chain), f"thin archive points into {target}: {reason or exc}")
+            return
+        _, kind, index, problem = self.nested[target]
+        inner = index.get(member.origin or 0)
+        if inner is None:
+            why = problem or (f"no member header at offset {member.origin:#x}" if kind else "not an archive")
+            self.sink.error(path, _shown(chain), f"thin archive points into {target}: {why}")
+        elif kind == "thin":
+            yield from self._thin_member(
+                path, (*chain, inner.name), inner, os.path.dirname(target), depth + 1
+            )
+        else:
+            yield from self._member(
+                path, (*chain, inner.name), inner.data, os.path.dirname(target), depth + 1
+            )
 
     def _member(self, path: str, chain: Chain, data: memoryview, base: str, depth: int) -> Iterator[Blob]:
         name = _shown(chain)

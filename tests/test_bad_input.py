@@ -393,3 +393,33 @@ def test_thin_archive_that_contains_itself_stops_at_the_nesting_limit(tmp_path: 
     assert blobs == []
     nested = "self.a(" * 7 + "self.a" + ")" * 7
     assert sink.errors == [(str(path), nested, "archives nested more than 8 deep")]
+
+
+def test_thin_archive_into_a_damaged_archive_keeps_the_intact_members(objs: Path, tmp_path: Path) -> None:
+    for name in ("one.o", "two.o"):
+        shutil.copy(objs / name, tmp_path / name)
+    run(["ar", "rcS", "normal.a", "one.o", "two.o"], cwd=tmp_path)
+    run(["ar", "rcT", "outer.a", "normal.a"], cwd=tmp_path)
+    two = header_offsets(tmp_path / "normal.a")["two.o"]
+    normal = tmp_path / "normal.a"
+    normal.write_bytes(normal.read_bytes()[: two + 60 + 4])
+    blobs, sink = scan(tmp_path / "outer.a")
+    assert blobs == [f"{tmp_path}/outer.a(normal.a(one.o))"]
+    size = (objs / "two.o").stat().st_size
+    message = f"thin archive points into {normal}: member header at offset {two:#x} claims {size} bytes"
+    message += " but only 4 remain"
+    assert sink.errors == [(f"{tmp_path}/outer.a", "normal.a", message)]
+    normal.unlink()
+    blobs, sink = scan(tmp_path / "outer.a")
+    assert blobs == []
+    assert (
+        sink.errors
+        == [
+            (
+                f"{tmp_path}/outer.a",
+                "normal.a",
+                f"thin archive points into {normal}: No such file or directory",
+            )
+        ]
+        * 2
+    )
