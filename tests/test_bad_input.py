@@ -310,14 +310,6 @@ def broken(objs: Path) -> dict[str, Path]:
     return paths
 
 
-# scan._add_calls (2c99a42) looks up `found[index]` for objects that were never analysed, so a corrupt
-# ELF in the same run as a finding raises KeyError. Fix there: skip items whose result is not analysed.
-_CORRUPT_ELF_WITH_FINDINGS = pytest.mark.xfail(
-    raises=KeyError, reason="KeyError in scan._add_calls, see above"
-)
-
-
-@_CORRUPT_ELF_WITH_FINDINGS
 def test_cli_reports_each_bad_input_on_one_line_and_exits_2(objs: Path, broken: dict[str, Path]) -> None:
     inputs = [broken["lying"], broken["short_elf"], objs / "leaf.o", broken["shoff"], broken["missing"]]
     status, out, err = run_cli(inputs)
@@ -333,7 +325,6 @@ def test_cli_reports_each_bad_input_on_one_line_and_exits_2(objs: Path, broken: 
     assert "leaf" in out and "RZ001" in out  # the good object after the bad ones was still analysed
 
 
-@_CORRUPT_ELF_WITH_FINDINGS
 def test_cli_json_lists_errors_and_keeps_scanning(objs: Path, broken: dict[str, Path]) -> None:
     status, doc = scan_json([broken["lying"], broken["shoff"], objs / "leaf.o"])
     assert status == 2
