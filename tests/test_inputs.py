@@ -255,3 +255,17 @@ def test_non_elf_files_named_explicitly_are_skipped_with_what_they_are(tree: Pat
 def test_a_file_named_twice_or_through_a_symlink_is_read_once(tree: Path) -> None:
     blobs, _ = scan(tree / "b.o", tree / "link.o", tree / "b.o")
     assert [name for name, _ in blobs] == [f"{tree}/b.o"]
+
+
+def test_only_library_stand_in_scripts_are_followed(objs: Path, tmp_path: Path) -> None:
+    shutil.copy(objs / "one.o", tmp_path / "with space.o")
+    (tmp_path / "quoted.so").write_text('/* a comment first */\nINPUT ( "with space.o" ) /* and after */\n')
+    (tmp_path / "kernel.lds").write_text("ENTRY(_start)\nSECTIONS { .text : { *(.text) } }\n")
+    (tmp_path / "prose.txt").write_text("GROUP(the usual suspects) met on Tuesday.\nINPUT( is a word here\n")
+    blobs, sink = scan(tmp_path / "quoted.so", tmp_path / "kernel.lds", tmp_path / "prose.txt")
+    assert [name for name, _ in blobs] == [f"{tmp_path}/with space.o"]
+    assert [(path, kind) for path, _, _, kind in sink.skipped] == [
+        (f"{tmp_path}/kernel.lds", "not-elf"),  # a full linker script names no library inputs
+        (f"{tmp_path}/prose.txt", "not-elf"),
+    ]
+    assert sink.errors == []
