@@ -95,7 +95,7 @@ def summary_line(result: ScanResult) -> str:
     if s.suppressed:
         parts.append(f"{s.suppressed} suppressed")
     if s.not_analysable:
-        parts.append(f"{s.not_analysable} not analysable (LTO)")
+        parts.append(f"{s.not_analysable} not analysable")
     if s.not_applicable:
         parts.append(f"{s.not_applicable} not x86-64")
     if s.errors:
