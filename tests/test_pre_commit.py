@@ -216,9 +216,6 @@ def test_plain_hook_script_is_executable() -> None:
     assert os.access(ROOT / "hooks" / "pre-commit", os.X_OK)
 
 
-@pytest.mark.xfail(
-    strict=False, reason="README merge pending: docs/readme/pre-commit.md is not in README.md yet"
-)
 def test_every_hook_id_is_documented_in_readme() -> None:
     ids = re.findall(r"^- id: (\S+)$", (ROOT / ".pre-commit-hooks.yaml").read_text(), re.MULTILINE)
     assert ids, "no hook ids found in .pre-commit-hooks.yaml"
