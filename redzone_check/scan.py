@@ -105,9 +105,8 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
         # The reach of a finding spans every object of the run, so it is attached last.
         externals = ExternalIndex.scan(options.source_root)
         graph = CallGraph()
-        stubs = {name for e in externals.externals for name in (e.native_stub, e.byte_stub)}
-        # Reach needs an OCaml caller, or an `external` whose stub is defined somewhere in the run.
-        reachable = any(r.ocaml or not stubs.isdisjoint(r.defined) for r in results.values())
+        # Reach needs an OCaml caller, or an `external` declaration naming a C stub of the run.
+        reachable = bool(externals.externals) or any(r.ocaml for r in results.values())
         if reachable and any(f.rule in REACH_RULES for f in findings):
             _add_calls(graph, walk.items, results, paths, options, cache, jobs, mapper)
         findings = attach(findings, graph, externals, options.source_root, mapper)

@@ -36,7 +36,6 @@ class Analysed:
     hits: tuple[Hit, ...] = ()
     ocaml: int = 0
     ocaml_units: tuple[str, ...] = ()
-    defined: frozenset[str] = frozenset()  # function names and aliases, to match `external` stubs
     calls: ObjectCalls | None = None  # computed only when a run's findings need the call graph
     skip: tuple[str, SkipKind] | None = None
     error: str | None = None
@@ -52,7 +51,6 @@ class ObjectResult:
     functions: int = 0
     unknown: int = 0
     ocaml: int = 0
-    defined: frozenset[str] = frozenset()
     calls: ObjectCalls | None = None
     fresh: bool = False  # analysed in this run rather than taken from the cache
 
@@ -84,7 +82,6 @@ def analyse(data: bytes | memoryview, prefilter: bool, want_calls: bool) -> Anal
         hits=detection.hits,
         ocaml=sum(is_ocaml_symbol(f.name, units) for f in detection.functions),
         ocaml_units=tuple(sorted(units)),
-        defined=frozenset(name for f in detection.functions for name in (f.name, *f.aliases)),
         calls=object_calls(elf, detection.functions) if want_calls else None,
     )
 
@@ -190,7 +187,6 @@ class Worker:
             functions=result.functions,
             unknown=result.unknown,
             ocaml=result.ocaml,
-            defined=result.defined,
             calls=result.calls,
             fresh=fresh,
         )
