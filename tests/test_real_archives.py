@@ -114,6 +114,43 @@ def test_caml_md5transform_is_in_the_bound_and_flagged(scans: Callable[[str], Sc
     assert finding["rule"] == "RZ001"
 
 
+ORACLE_PROBE = """\
+    .text
+    .globl f, f_alias
+    .type f, @function
+    .type f_alias, @function
+f:
+f_alias:
+    mov %rax, -8(%rsp)
+    ret
+    .size f, .-f
+    .size f_alias, .-f_alias
+g:                              # no .type, no .size: runs to the next symbol
+    lea -0x10(%rsp), %rax       # an address, not an access
+    mov -0x10(%rsp,%rax,1), %rdx  # indexed: not certain
+    nopw -0x8(%rsp)
+    ret
+k:
+    fnstcw -0xa(%rsp)
+    ret
+"""
+
+
+def test_lower_bound_attributes_by_symbol_with_every_alias(assemble: Callable[..., Path]) -> None:
+    require_tool("objdump")
+    obj = assemble(ORACLE_PROBE, name="probe")
+    bound = {
+        f.names: [i.text.split()[0] for i in below_rsp_accesses(f)]
+        for f in functions(obj)
+        if below_rsp_accesses(f)
+    }
+    assert bound == {("f", "f_alias"): ["mov"], ("k",): ["fnstcw"]}
+    _, doc = scan_json([obj])
+    names = {(f["symbol"], *sorted(f["aliases"])) for f in doc["findings"]}
+    assert {("k",)} <= names
+    assert ("f", "f_alias") in names or ("f_alias", "f") in names, names
+
+
 def test_ocaml_stdlib_has_no_finding() -> None:
     stdlib = _ocaml_lib("stdlib.a")
     require_tool("objdump")
