@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require_tool, run, scan_json
+from conftest import require_tool, run, run_cli, scan_json
 from disasm_normalize import below_rsp_accesses, functions
 
 SOURCES = {
@@ -205,3 +205,5 @@ def test_ocaml_function_using_the_red_zone_is_named_and_located_in_its_ml_file(
     file, line = _addr2line(tmp_path / "geometry.o", finding["section"], finding["section_offset"])
     assert (Path(file).name, line) == ("geometry.ml", 3)
     assert finding["source"]["line"] == 3
+    _, text, _ = run_cli(["--no-cache", "geometry.o"], cwd=tmp_path)
+    assert text.splitlines()[0].startswith("geometry.ml:3: error: Geometry.area:"), text
