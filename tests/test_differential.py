@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import require_tool, scan_json
-from disasm_normalize import Function, Key, Verdict, by_key, first_difference, verdict
+from disasm_normalize import Function, Key, Verdict, below_rsp_accesses, by_key, first_difference, verdict
 from sources import SDISTS, BuildRequest, build
 
 LEVELS: tuple[tuple[str, ...], ...] = (
@@ -236,6 +236,8 @@ def test_oracle_pairs_every_function_without_noise(b: Build, outcome: Callable[[
     assert not o.verdict.unmatched
     assert not o.verdict.differing_without_stack, _describe(b, o, o.verdict.differing_without_stack)
     assert o.verdict.functions > 100
+    # The two oracles agree: with -mno-red-zone the compiler never accesses memory certainly below %rsp.
+    assert not [k for k, f in o.no_red_zone.items() if below_rsp_accesses(f)]
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
