@@ -29,6 +29,7 @@ class Op(NamedTuple):
     idx: str | None  # index register
     disp: int
     access: int  # CS_AC_READ | CS_AC_WRITE bits
+    scale: int = 1
 
 
 class Digest(NamedTuple):
@@ -71,6 +72,7 @@ def _make(insn: x86.CsInsn) -> Digest:
                     canonical(mem.index),
                     int(mem.disp),
                     op.access,
+                    int(mem.scale),
                 )
             )
         elif op.type == OP_REG:

@@ -20,6 +20,7 @@ from redzone_check.digest import OP_IMM, OP_MEM, OP_REG, Digest, Op, digest
 from redzone_check.lite import branch_target, control, opcode, operands, writes_implicitly
 
 INF = 1 << 62
+CONST = -(1 << 50)  # the "epoch" of plain numbers (index registers with known bounds)
 _WIDEN_AFTER = 6
 
 # x87/SSE state stores that capstone marks as reads.
@@ -96,7 +97,7 @@ class State:
 
     def set(self, reg: str, val: Val | None, fresh: int) -> None:
         if reg == "rsp":
-            self.rsp = val if val is not None else Val(fresh, 0, 0)
+            self.rsp = val if val is not None and val.epoch != CONST else Val(fresh, 0, 0)
             self.alloca = None
         elif val is None:
             self.regs.pop(reg, None)
@@ -203,6 +204,10 @@ class _Analyser:
             changed = False
             for _addr, _size, mnemonic, op_str in self.lite:
                 ops = operands(op_str)
+                if ops.inside & tracked and ops.inside - tracked:
+                    # A register next to a stack address: its constant lower bound decides the verdict.
+                    tracked |= ops.inside
+                    changed = True
                 if ops.dest is None or ops.dest in tracked:
                     if (
                         opcode(mnemonic).startswith("xchg")
@@ -287,10 +292,12 @@ class _Analyser:
             # Jump-table targets get the state at the indirect jump; code nothing
             # reaches gets a fresh %rsp base, so only %rsp-relative verdicts hold.
             seed = self.indirect.copy() if self.indirect else State(Val(-2 - todo, 0, 0))
-            self._flow(todo, seed)
+            # Padding or jump-table code must not blur the states the entry already gave.
+            frozen = {b for b, s in enumerate(self.state_in) if s is not None}
+            self._flow(todo, seed, frozen)
         return self._verdicts()
 
-    def _flow(self, start: int, seed: State) -> None:
+    def _flow(self, start: int, seed: State, frozen: set[int] | frozenset[int] = frozenset()) -> None:
         work = [start]
         self._merge_into(start, seed)
         while work:
@@ -303,7 +310,7 @@ class _Analyser:
             if block.indirect:
                 self.indirect = out.copy() if self.indirect is None else _join(self.indirect, out, -1, True)
             for succ in block.succs:
-                if self._merge_into(succ, out):
+                if succ not in frozen and self._merge_into(succ, out):
                     work.append(succ)
 
     def _steps(self, block: _Block) -> list[tuple[int, str, str, Digest | None]]:
@@ -392,15 +399,22 @@ def _judge_all(insn: Digest, address: int, text: str, st: State, found: list[Acc
 def judge(op: Op, st: State) -> int | str | None:
     """Offset below the current %rsp of a memory operand, "unknown", or None when not below."""
     base, index, disp = op.base, op.idx, op.disp
+    val = st.regs.get(base) if base else None
+    if base != "rsp" and (val is None or val.epoch == CONST) and index is not None and op.scale == 1:
+        # `-0x1(%rax,%r13,1)` with %r13 = %rsp-0x18: the stack address is the index.
+        ival = st.get(index)
+        if ival is not None and ival.epoch != CONST:
+            base, index, val = index, base, ival
     if base is None:
         return None
+    if index is not None and index == st.alloca and base == "rsp":
+        return None  # alloca/stack-clash probe: inside what was just allocated
+    # An index register is assumed >= 0 unless a constant lower bound is known, so the
+    # lowest address is base + disp + scale * bound.
+    disp += _index_floor(st, index, op.scale)
     if base == "rsp":
-        if index is not None and index == st.alloca:
-            return None  # alloca/stack-clash probe: inside what was just allocated
-        # An index register is assumed >= 0, so the lowest address is rsp + disp.
         return disp if disp < 0 else None
-    val = st.regs.get(base)
-    if val is None:
+    if val is None or val.epoch == CONST:
         return None
     if val.epoch != st.rsp.epoch:
         return "unknown"
@@ -411,6 +425,15 @@ def judge(op: Op, st: State) -> int | str | None:
     if hi < 0:
         return hi
     return "unknown"
+
+
+def _index_floor(st: State, index: str | None, scale: int) -> int:
+    if index is None:
+        return 0
+    val = st.regs.get(index)
+    if val is None or val.epoch != CONST or val.lo <= -INF:
+        return 0
+    return scale * val.lo
 
 
 def _is_fence(insn: Digest) -> bool:
@@ -509,9 +532,21 @@ def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
             st.set(b, va, fresh)
             return True
         return False
+    if iid in (x86.X86_INS_INC, x86.X86_INS_DEC) and len(insn.ops) == 1:
+        r = _reg64(insn.ops[0]) or _reg32(insn.ops[0])
+        cur = st.get(r) if r else None
+        if r is None or cur is None:
+            return False
+        new = cur.add(1 if iid == x86.X86_INS_INC else -1)
+        st.set(r, new if _fits(insn.ops[0], new) else None, fresh)
+        return True
     src, dst = _operands(insn)
+    if src is None or dst is None:
+        return False
+    if _transfer_const(iid, src, dst, st, fresh):
+        return True
     d = _reg64(dst)
-    if d is None or src is None:
+    if d is None:
         return False
     cur = st.get(d)
     if iid == x86.X86_INS_MOV:
@@ -533,9 +568,14 @@ def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
             st.alloca = alloca if d != "rsp" else None
             return True
         s = _reg64(src)
-        if d == "rsp" and s is not None and st.get(s) is None:
-            # alloca: %rsp moves down (sub) or up (add) by an unknown, non-negative amount.
-            st.rsp = Val(cur.epoch, -INF, cur.hi) if sign < 0 else Val(cur.epoch, cur.lo, INF)
+        sval = st.get(s) if s is not None else None
+        if d == "rsp" and s is not None and (sval is None or sval.epoch == CONST):
+            # alloca: %rsp moves down (sub) or up (add) by a non-negative amount, known or not.
+            lo, hi = (sval.lo, sval.hi) if sval is not None and sval.lo >= 0 else (0, INF)
+            if sign < 0:
+                st.rsp = Val(cur.epoch, _sat(cur.lo - hi), _sat(cur.hi - lo))
+            else:
+                st.rsp = Val(cur.epoch, _sat(cur.lo + lo), _sat(cur.hi + hi))
             st.alloca = s if sign < 0 else None
             return True
         st.set(d, None, fresh)
@@ -549,6 +589,47 @@ def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
             st.alloca = alloca if d != "rsp" else None
             return True
     return False
+
+
+def _reg32(op: Op | None) -> str | None:
+    if op is None or op.type != OP_REG or op.size != 4:
+        return None
+    return op.reg
+
+
+def _fits(op: Op, val: Val) -> bool:
+    """Whether a value written to a 32-bit register stays what it was (zero extension)."""
+    if op.size == 8:
+        return True
+    return val.epoch == CONST and val.lo >= 0 and val.hi < (1 << 31)
+
+
+def _transfer_const(iid: int, src: Op, dst: Op, st: State, fresh: int) -> bool:
+    """Plain numbers in 32-bit registers: `mov $16,%eax`, `xor %eax,%eax`, `add $1,%eax`."""
+    d = _reg32(dst)
+    if d is None:
+        if iid == x86.X86_INS_MOV and src.type == OP_IMM and dst.type == OP_REG and dst.size == 8:
+            st.set(dst.reg or "", Val(CONST, src.imm, src.imm), fresh)
+            return True
+        return False
+    if iid == x86.X86_INS_MOV and src.type == OP_IMM:
+        value = src.imm & 0xFFFFFFFF
+        st.set(d, Val(CONST, value, value), fresh)
+        return True
+    if iid == x86.X86_INS_XOR and src.type == OP_REG and src.reg == d:
+        st.set(d, Val(CONST, 0, 0), fresh)
+        return True
+    if iid == x86.X86_INS_MOV and src.type == OP_REG and src.reg:
+        val = st.get(src.reg)
+        st.set(d, val if val is not None and _fits(dst, val) else None, fresh)
+        return True
+    cur = st.get(d)
+    if iid in (x86.X86_INS_ADD, x86.X86_INS_SUB) and src.type == OP_IMM and cur is not None:
+        new = cur.add(src.imm if iid == x86.X86_INS_ADD else -src.imm)
+        st.set(d, new if _fits(dst, new) else None, fresh)
+        return True
+    st.set(d, None, fresh)
+    return True
 
 
 def _clobber(insn: Digest, st: State, fresh: int) -> None:

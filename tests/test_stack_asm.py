@@ -239,3 +239,52 @@ two:
         ("one", ".text.one", False)
     ]
     assert {f.name for f in detection.functions} == {"one", "two"}
+
+
+def test_padding_before_a_loop_head_does_not_blur_the_frame(assemble: Callable[..., Path]) -> None:
+    # clang -O2 -fno-omit-frame-pointer (pycryptodome ghash_portable): the loop body is reached
+    # only by a backward jump, and unreachable alignment padding falls into it.
+    body = """
+    push %rbp
+    mov %rsp,%rbp
+    push %rbx
+    jmp 2f
+    nopw 0x0(%rax,%rax,1)
+1:  movapd %xmm5,-0x30(%rbp)
+    mov -0x30(%rbp),%bl
+2:  dec %rdi
+    jne 1b
+    pop %rbx
+    pop %rbp
+    ret
+"""
+    hit = _detect(assemble(_func(body))).hits[0]
+    assert [(i.access, i.rsp_offset) for i in hit.red_zone] == [("write", -0x28), ("read", -0x28)]
+
+
+def test_constant_loop_start_bounds_an_index_register(assemble: Callable[..., Path]) -> None:
+    # clang -O1 sha_compress with -mno-red-zone: the index runs 16..63, so the lowest slot is %rsp+0x14.
+    body = """
+    sub $0x100,%rsp
+    mov $0x10,%eax
+1:  mov -0x2c(%rsp,%rax,4),%ecx
+    add $0x1,%rax
+    cmp $0x40,%rax
+    jne 1b
+    add $0x100,%rsp
+    ret
+"""
+    assert _detect(assemble(_func(body))).hits == ()
+
+
+def test_index_starting_at_zero_still_reaches_below(assemble: Callable[..., Path]) -> None:
+    body = "xor %eax,%eax\n1: mov -0x2c(%rsp,%rax,4),%ecx\n inc %eax\n cmp $0x4,%eax\n jne 1b\n ret"
+    hit = _detect(assemble(_func(body))).hits[0]
+    assert [(i.access, i.rsp_offset) for i in hit.red_zone] == [("read", -0x2C)]
+
+
+def test_stack_address_in_the_index_register(assemble: Callable[..., Path]) -> None:
+    # gcc -Os ghash_portable: `lea -0x18(%rsp),%r13` ... `mov %dl,-0x1(%rax,%r13,1)`.
+    body = "lea -0x18(%rsp),%r13\n mov $0x1,%eax\n mov %dl,-0x1(%rax,%r13,1)\n ret"
+    hit = _detect(assemble(_func(body))).hits[0]
+    assert [(i.access, i.rsp_offset) for i in hit.red_zone] == [("write", -0x18)]
