@@ -24,6 +24,9 @@ def _instruction(i: Instruction) -> str:
     return f"{head} {printable(i.text)}{note}"
 
 
+_LANGUAGES = {"ocaml": "OCaml", "c": "C", "c++": "C++", "rust": "Rust"}
+
+
 def render_finding(f: Finding) -> list[str]:
     name = printable(f.function)
     level = f"{f.level} (suppressed)" if f.suppressed else f.level
@@ -42,7 +45,8 @@ def render_finding(f: Finding) -> list[str]:
     for reach in f.reached_from:
         at = f" ({printable(reach.file)}:{reach.line})" if reach.file else ""
         via = " via " + " -> ".join(printable(v) for v in reach.via) if reach.via else ""
-        what = "external" if reach.kind == "external" else f"{reach.language} caller"
+        language = _LANGUAGES.get(reach.language, reach.language)
+        what = "external" if reach.kind == "external" else f"{language} caller"
         lines.append(f"    reached from {what} {printable(reach.function)}{at}{via}")
     b = f.build
     if b is not None:
