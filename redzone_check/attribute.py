@@ -141,7 +141,8 @@ def _hit_findings(
     for rule, insns in (("RZ001", hit.red_zone), ("RZ002", hit.beyond)):
         if not insns:
             continue
-        first = insns[0]
+        # The lea that made a stack pointer is context; the finding sits on the first access.
+        first = next((i for i in insns if i.access != "address"), insns[0])
         where = debug.line(fn.section_index, first.section_offset)
         source = Source(mapper.source(where[0]), where[1]) if where else None
         level = level_for(rule, all(i.benign for i in insns), options)

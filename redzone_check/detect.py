@@ -45,7 +45,11 @@ def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
                 function_offset=access.address - fn.offset,
                 section_offset=access.address,
                 text=access.text,
-                access="write" if access.kind == "write" else "read",
+                access="write"
+                if access.kind == "write"
+                else "address"
+                if access.kind == "address"
+                else "read",
                 rsp_offset=access.rsp_offset,
                 size=access.size,
                 benign=access.benign,

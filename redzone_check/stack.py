@@ -11,6 +11,7 @@ and is "unknown" (counted, never reported) when that difference is not decided.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from capstone import CS_AC_WRITE, x86
@@ -88,14 +89,16 @@ class State:
     rsp: Val
     regs: dict[str, Val] = field(default_factory=dict)  # other registers holding stack addresses
     alloca: str | None = None  # register whose value was just subtracted from %rsp
+    origin: dict[str, int] = field(default_factory=dict)  # register -> the lea that made it
 
     def copy(self) -> State:
-        return State(self.rsp, dict(self.regs), self.alloca)
+        return State(self.rsp, dict(self.regs), self.alloca, dict(self.origin))
 
     def get(self, reg: str) -> Val | None:
         return self.rsp if reg == "rsp" else self.regs.get(reg)
 
     def set(self, reg: str, val: Val | None, fresh: int) -> None:
+        self.origin.pop(reg, None)
         if reg == "rsp":
             self.rsp = val if val is not None and val.epoch != CONST else Val(fresh, 0, 0)
             self.alloca = None
@@ -111,7 +114,7 @@ class State:
 class Access:
     address: int
     text: str
-    kind: str  # read | write
+    kind: str  # read | write | address (the lea whose result an offending access used)
     rsp_offset: int
     size: int
     benign: bool
@@ -336,9 +339,15 @@ class _Analyser:
                 _transfer_lite(op, op_str, st, addr + 1)
                 continue
             if found is not None:
-                unknown += _judge_all(insn, addr, f"{op} {op_str}".strip(), st, found)
+                unknown += _judge_all(insn, addr, f"{op} {op_str}".strip(), st, found, self._text_at)
             transfer(insn, st, fresh=addr + 1)
         return unknown
+
+    def _text_at(self, address: int) -> str:
+        for addr, _size, mnemonic, op_str in self.lite:
+            if addr == address:
+                return f"{mnemonic} {op_str}".strip()
+        return ""
 
     def _merge_into(self, b: int, incoming: State) -> bool:
         old = self.state_in[b]
@@ -379,7 +388,9 @@ def _transfer_lite(op: str, op_str: str, st: State, fresh: int) -> None:
         st.set(dest, None, fresh)
 
 
-def _judge_all(insn: Digest, address: int, text: str, st: State, found: list[Access]) -> int:
+def _judge_all(
+    insn: Digest, address: int, text: str, st: State, found: list[Access], text_at: Callable[[int], str]
+) -> int:
     if insn.id in _NOT_ACCESSES:
         return 0
     unknown = 0
@@ -393,7 +404,20 @@ def _judge_all(insn: Digest, address: int, text: str, st: State, found: list[Acc
             write = bool(op.access & CS_AC_WRITE) or insn.id in _STORES
             kind = "write" if write else "read"
             found.append(Access(address, text, kind, verdict, op.size, _is_fence(insn)))
+            _address_of(op, st, found, text_at)
     return unknown
+
+
+def _address_of(op: Op, st: State, found: list[Access], text_at: Callable[[int], str]) -> None:
+    """The lea that made the stack pointer an offending access went through: an "address"."""
+    for reg in (op.base, op.idx):
+        at = st.origin.get(reg) if reg else None
+        val = st.regs.get(reg) if reg else None
+        if at is None or val is None or val.epoch != st.rsp.epoch:
+            continue
+        offset = val.hi - st.rsp.lo
+        if offset < 0 and not any(a.address == at and a.kind == "address" for a in found):
+            found.append(Access(at, text_at(at), "address", offset, 0, False))
 
 
 def judge(op: Op, st: State) -> int | str | None:
@@ -451,7 +475,8 @@ def _join(a: State, b: State, where: int, widen: bool) -> State:
         if vb is not None and vb.epoch == va.epoch:
             regs[reg] = _join_val(va, vb, where, widen)
     alloca = a.alloca if a.alloca == b.alloca else None
-    return State(rsp, regs, alloca)
+    origin = {r: at for r, at in a.origin.items() if b.origin.get(r) == at and r in regs}
+    return State(rsp, regs, alloca, origin)
 
 
 def _join_val(a: Val, b: Val, where: int, widen: bool) -> Val:
@@ -552,12 +577,16 @@ def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
     if iid == x86.X86_INS_MOV:
         s = _reg64(src)
         st.set(d, st.get(s) if s else None, fresh)
+        if s in st.origin:
+            st.origin[d] = st.origin[s]
         return True
     if iid == x86.X86_INS_LEA:
         base = src.base
         bval = st.get(base) if base else None
         val = bval.add(src.disp) if bval is not None and src.idx is None else None
         st.set(d, val, fresh)
+        if val is not None and val.epoch != CONST and d != "rsp":
+            st.origin[d] = fresh - 1
         return True
     if iid in (x86.X86_INS_SUB, x86.X86_INS_ADD) and cur is not None:
         sign = -1 if iid == x86.X86_INS_SUB else 1

@@ -65,7 +65,7 @@ YES = [
     (
         "derived_register_lea_then_store",
         "lea -0x10(%rsp),%rcx\n mov %rax,(%rcx)\n ret",
-        [("write", -0x10, "RZ001")],
+        [("address", -0x10, "RZ001"), ("write", -0x10, "RZ001")],
     ),
     (
         "beyond_red_zone_is_rz002",
@@ -287,4 +287,4 @@ def test_stack_address_in_the_index_register(assemble: Callable[..., Path]) -> N
     # gcc -Os ghash_portable: `lea -0x18(%rsp),%r13` ... `mov %dl,-0x1(%rax,%r13,1)`.
     body = "lea -0x18(%rsp),%r13\n mov $0x1,%eax\n mov %dl,-0x1(%rax,%r13,1)\n ret"
     hit = _detect(assemble(_func(body))).hits[0]
-    assert [(i.access, i.rsp_offset) for i in hit.red_zone] == [("write", -0x18)]
+    assert [(i.access, i.rsp_offset) for i in hit.red_zone] == [("address", -0x18), ("write", -0x18)]
