@@ -154,8 +154,10 @@ def _add_calls(
     found = _run(missing, _batches(missing, calls_only=True), paths, options, cache, jobs, total)
     for index, path, member, _size in items:
         result = results[index]
+        if not result.analysed:
+            continue  # corrupt or not applicable: no code, no calls
         calls = result.calls if result.calls is not None else found[index].calls
-        if result.analysed and calls is not None:
+        if calls is not None:
             graph.add(binary_location(mapper.binary(path), member), calls)
 
 
