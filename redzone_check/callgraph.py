@@ -11,7 +11,7 @@ import re
 import struct
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import capstone
@@ -90,6 +90,10 @@ class ObjectCalls:
     edges: tuple[tuple[str, str, str], ...]  # (caller, callee, kind): "call", "tail" or "caml_c_call"
     aliases: tuple[tuple[str, str], ...] = ()  # (alias, primary symbol)
     ocaml_units: tuple[str, ...] = ()
+    # (caller, callee, section index, section offset) of the first call from OCaml code into
+    # non-OCaml code; turned into (caller, callee, file, line) by `with_site_lines`.
+    sites: tuple[tuple[str, str, int, int], ...] = ()
+    site_lines: tuple[tuple[str, str, str, int], ...] = ()
 
 
 Node = tuple[str, str]  # (object key, primary symbol); object key "" for symbols defined nowhere scanned
@@ -152,6 +156,15 @@ def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls
 
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     edges: set[tuple[str, str, str]] = set()
+    units = tuple(sorted(ocaml_unit_names(s.name for s in symbols)))
+    unit_set = set(units)
+    sites: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def site(caller: FunctionLike, callee: str, address: int) -> None:
+        if is_ocaml_symbol(caller.name, unit_set) and not is_ocaml_symbol(callee, unit_set):
+            offset = address if relocatable else address - sections[caller.section_index].addr
+            sites.setdefault((caller.name, callee), (caller.section_index, offset))
+
     for f in functions:
         section = sections.get(f.section_index)
         if section is None or f.size <= 0:
@@ -182,8 +195,10 @@ def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls
                 if target is not None and target != f.name:
                     kind = "call" if mnemonic == "call" else "tail"
                     edges.add((f.name, target, kind))
+                    site(f, target, address)
                     if target in C_CALL_TRAMPOLINES and in_rax is not None:
                         edges.add((f.name, in_rax, "caml_c_call"))
+                        site(f, in_rax, address)
                 if mnemonic == "call":
                     in_rax = None
             elif operands.startswith(("rax,", "eax,")):
@@ -192,8 +207,34 @@ def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls
                     in_rax = _rip_relative_function(operands, end, by_address)
     defined = tuple((f.name, f.is_global) for f in functions)
     aliases = tuple((alias, f.name) for f in functions for alias in f.aliases)
-    units = tuple(sorted(ocaml_unit_names(s.name for s in symbols)))
-    return ObjectCalls(defined, tuple(sorted(edges)), aliases, units)
+    found = tuple(sorted((a, b, shndx, off) for (a, b), (shndx, off) in sites.items()))
+    return ObjectCalls(defined, tuple(sorted(edges)), aliases, units, found)
+
+
+def with_site_lines(calls: ObjectCalls, data: bytes | memoryview) -> ObjectCalls:
+    """Source lines of the OCaml call sites, from the object's DWARF when it has any (-g)."""
+    if not calls.sites:
+        return calls
+    import io
+
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    from redzone_check.attribution.lines import LineTable
+    from redzone_check.errors import InputError
+
+    try:
+        table = LineTable.from_elf(ELFFile(io.BytesIO(bytes(data))))
+        if table is None:
+            return calls
+        lines = []
+        for caller, callee, shndx, offset in calls.sites:
+            info = table.lookup(shndx, offset)
+            if info is not None:
+                lines.append((caller, callee, info.file, info.line))
+    except (InputError, ELFError, ValueError, OSError):
+        return calls  # attribution is best effort; detection already happened
+    return replace(calls, site_lines=tuple(lines))
 
 
 def _rip_relative_function(
@@ -238,6 +279,16 @@ class CallGraph:
 
     def is_ocaml(self, node: Node) -> bool:
         return is_ocaml_symbol(node[1], self.units(node[0]))
+
+    def site_line(self, caller: Node, callee: str) -> tuple[str, int] | None:
+        """File and line (as DWARF records them) where OCaml code `caller` calls `callee`."""
+        calls = self._objects.get(caller[0])
+        if calls is None:
+            return None
+        for name, target, file, line in calls.site_lines:
+            if name == caller[1] and target == callee:
+                return file, line
+        return None
 
     def canonical(self, object_key: str, symbol: str) -> Node:
         calls = self._objects.get(object_key)

@@ -63,6 +63,10 @@ def reached_from(
             if caller.ocaml:
                 name = display_name(caller.node[1])
                 where = externals.definition(name)
+                site = None if where else graph.site_line(caller.node, node[1])
+                if site is not None:
+                    # An anonymous function (`fun_154`) has no `let`; its call site has a line.
+                    where = (mapper.source(site[0]) if mapper else site[0], site[1])
                 file, line = where if where else (None, None)
                 reach = Reach(name, "ocaml", file, line, below)
                 # The same OCaml unit may be scanned twice (a loose .o and its archive member).

@@ -15,7 +15,7 @@ from redzone_check.attribute import Debug, findings_for, unit_findings
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
 from redzone_check.attribution.paths import PathMapper
 from redzone_check.cache import ResultCache
-from redzone_check.callgraph import ObjectCalls, object_calls
+from redzone_check.callgraph import ObjectCalls, object_calls, with_site_lines
 from redzone_check.detect import Detection, Hit, detect
 from redzone_check.elf import ElfFile, NotApplicable
 from redzone_check.errors import InputError
@@ -82,14 +82,14 @@ def analyse(data: bytes | memoryview, prefilter: bool, want_calls: bool) -> Anal
         hits=detection.hits,
         ocaml=sum(is_ocaml_symbol(f.name, units) for f in detection.functions),
         ocaml_units=tuple(sorted(units)),
-        calls=object_calls(elf, detection.functions) if want_calls else None,
+        calls=with_site_lines(object_calls(elf, detection.functions), data) if want_calls else None,
     )
 
 
 def calls_of(data: bytes | memoryview) -> ObjectCalls:
     try:
         elf = ElfFile(data)
-        return object_calls(elf, list_functions(elf))
+        return with_site_lines(object_calls(elf, list_functions(elf)), data)
     except (InputError, NotApplicable):  # analysed before, so not expected; no edges then
         return ObjectCalls((), ())
 
