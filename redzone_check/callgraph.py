@@ -268,14 +268,18 @@ class CallGraph:
     def __init__(self) -> None:
         self._objects: dict[str, ObjectCalls] = {}
         self._callers: dict[Node, set[tuple[Node, str]]] | None = None
+        # Per-object lookups built once: a search over hundreds of archives asks them millions of times.
+        self._units: dict[str, set[str]] = {}
+        self._aliases: dict[str, dict[str, str]] = {}
 
     def add(self, object_key: str, calls: ObjectCalls) -> None:
         self._objects[object_key] = calls
+        self._units[object_key] = set(calls.ocaml_units)
+        self._aliases[object_key] = dict(calls.aliases)
         self._callers = None
 
     def units(self, object_key: str) -> set[str]:
-        calls = self._objects.get(object_key)
-        return set(calls.ocaml_units) if calls else set()
+        return self._units.get(object_key, set())
 
     def is_ocaml(self, node: Node) -> bool:
         return is_ocaml_symbol(node[1], self.units(node[0]))
@@ -291,9 +295,9 @@ class CallGraph:
         return None
 
     def canonical(self, object_key: str, symbol: str) -> Node:
-        calls = self._objects.get(object_key)
-        if calls is not None:
-            return object_key, dict(calls.aliases).get(symbol, symbol)
+        aliases = self._aliases.get(object_key)
+        if aliases is not None:
+            return object_key, aliases.get(symbol, symbol)
         return object_key, symbol
 
     def callers(self, object_key: str, symbol: str) -> tuple[Caller, ...]:
