@@ -11,6 +11,7 @@ and is "unknown" (counted, never reported) when that difference is not decided.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -196,6 +197,7 @@ class _Analyser:
         self.state_in: list[State | None] = [None] * len(self.blocks)
         self.visits = [0] * len(self.blocks)
         self.indirect: State | None = None
+        self._rpo: list[int] | None = None
 
     def _closure(self) -> frozenset[str]:
         """Registers that can ever hold a stack address (a sound over-approximation)."""
@@ -301,10 +303,15 @@ class _Analyser:
         return self._verdicts()
 
     def _flow(self, start: int, seed: State, frozen: set[int] | frozenset[int] = frozenset()) -> None:
-        work = [start]
+        # Blocks in reverse postorder: a block is visited after its predecessors, so loops
+        # settle in a few passes instead of chasing every change depth-first.
+        order = self._order()
+        work = [(order[start], start)]
+        queued = {start}
         self._merge_into(start, seed)
         while work:
-            b = work.pop()
+            _, b = heapq.heappop(work)
+            queued.discard(b)
             state = self.state_in[b]
             assert state is not None
             out = state.copy()
@@ -313,8 +320,27 @@ class _Analyser:
             if block.indirect:
                 self.indirect = out.copy() if self.indirect is None else _join(self.indirect, out, -1, True)
             for succ in block.succs:
-                if succ not in frozen and self._merge_into(succ, out):
-                    work.append(succ)
+                if succ not in frozen and self._merge_into(succ, out) and succ not in queued:
+                    heapq.heappush(work, (order[succ], succ))
+                    queued.add(succ)
+
+    def _order(self) -> list[int]:
+        if self._rpo is None:
+            post: list[int] = []
+            seen = {0}
+            stack = [(0, iter(self.blocks[0].succs))]
+            while stack:
+                b, succs = stack[-1]
+                nxt = next((s for s in succs if s not in seen), None)
+                if nxt is None:
+                    post.append(b)
+                    stack.pop()
+                else:
+                    seen.add(nxt)
+                    stack.append((nxt, iter(self.blocks[nxt].succs)))
+            rank = {b: i for i, b in enumerate(reversed(post))}
+            self._rpo = [rank.get(b, len(rank) + b) for b in range(len(self.blocks))]
+        return self._rpo
 
     def _steps(self, block: _Block) -> list[tuple[int, str, str, Digest | None]]:
         if block.steps is None:
