@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -90,7 +91,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if os.environ.get("REDZONE_CHECK_NO_CACHE") == "1":
         args.no_cache = True
     settings = config.resolve(vars(args), Path.cwd())
-    result = scan(args.paths, settings.scan)
+    # The progress line is for people watching a terminal, never for logs or pipes.
+    options = dataclasses.replace(settings.scan, progress=sys.stderr.isatty() and not settings.quiet)
+    result = scan(args.paths, options)
     result = suppress_.apply(result, settings)
     for problem in result.errors:
         where = f"{problem.path}({problem.member})" if problem.member else problem.path

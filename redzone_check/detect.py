@@ -9,6 +9,8 @@ from redzone_check.functions import Function, list_functions
 from redzone_check.model import RED_ZONE_BYTES, Instruction
 from redzone_check.stack import analyse, may_use_red_zone
 
+_IMPLAUSIBLE = 1 << 16
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -41,6 +43,10 @@ def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
         red_zone: list[Instruction] = []
         beyond: list[Instruction] = []
         for access in analysis.accesses:
+            if fn.region and access.rsp_offset < -_IMPLAUSIBLE:
+                # Code no symbol covers may be data (perlasm tables in .text); no compiler or
+                # hand-written routine reaches megabytes below %rsp, decoded data easily does.
+                continue
             instruction = Instruction(
                 function_offset=access.address - fn.offset,
                 section_offset=access.address,

@@ -116,6 +116,10 @@ def _uncovered(functions: list[Function], sections: dict[int, Section], elf_type
         spans[fn.section_index].append((fn.offset, fn.offset + fn.size))
     out = []
     for section in sections.values():
+        if elf_type == 1 and spans[section.index]:
+            # In an object every routine has a symbol (assemblers keep local ones too), so
+            # what lies between them is data: perlasm keeps its tables in .text.
+            continue
         base = section.addr if elf_type != 1 else 0
         at = 0
         for start, end in [*sorted(spans[section.index]), (section.size, section.size)]:

@@ -9,7 +9,6 @@ import pytest
 from conftest import require_tool, run, run_cli, scan_json
 from data_ocaml.project import HERE, built_project, objects
 
-import redzone_check
 from redzone_check.attribution.ocaml_externals import ExternalIndex
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
 from redzone_check.callgraph import CallGraph, object_calls
@@ -123,18 +122,11 @@ def test_runtime_assembly_units_are_not_ocaml_code() -> None:
 
 # --- end to end through the CLI -------------------------------------------------------------------
 
-needs_wiring = pytest.mark.skipif(
-    "object_calls" not in (Path(redzone_check.__file__).parent / "scan.py").read_text(),
-    reason="blocked: scan.py does not yet collect ObjectCalls and call reach.attach (issue 8 wiring, lead)",
-)
-
-
 def archives(project: Path) -> list[str]:
     built = objects(project)
     return [str(built["stubs_archive"]), str(built["ocaml_archive"])]
 
 
-@needs_wiring
 def test_scan_json_carries_the_whole_chain_and_the_dune_flags_line() -> None:
     project = built_project()
     status, doc = scan_json([*archives(project), "--source-root", str(project)], cwd=project)
@@ -159,7 +151,6 @@ def test_scan_json_carries_the_whole_chain_and_the_dune_flags_line() -> None:
         }
 
 
-@needs_wiring
 def test_scan_text_names_caller_external_stub_and_fix() -> None:
     project = built_project()
     status, out, _ = run_cli([*archives(project), "--source-root", str(project)], cwd=project)
@@ -170,7 +161,6 @@ def test_scan_text_names_caller_external_stub_and_fix() -> None:
     assert "add -mno-red-zone to (flags :standard -O2 -g) in src/dune:7" in out
 
 
-@needs_wiring
 def test_no_red_zone_flag_in_the_stanza_reports_nothing() -> None:
     project = built_project("fixed")
     status, doc = scan_json([*archives(project), "--source-root", str(project)], cwd=project)
@@ -178,7 +168,6 @@ def test_no_red_zone_flag_in_the_stanza_reports_nothing() -> None:
     assert doc["summary"]["functions"] >= 10
 
 
-@needs_wiring
 def test_pure_ocaml_scan_counts_ocaml_functions_and_says_why_nothing_is_found(tmp_path: Path) -> None:
     require_tool("strip")
     project = built_project()

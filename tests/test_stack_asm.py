@@ -288,3 +288,12 @@ def test_stack_address_in_the_index_register(assemble: Callable[..., Path]) -> N
     body = "lea -0x18(%rsp),%r13\n mov $0x1,%eax\n mov %dl,-0x1(%rax,%r13,1)\n ret"
     hit = _detect(assemble(_func(body))).hits[0]
     assert [(i.access, i.rsp_offset) for i in hit.red_zone] == [("address", -0x18), ("write", -0x18)]
+
+
+def test_data_between_symbols_of_an_object_is_not_code(assemble: Callable[..., Path]) -> None:
+    # perlasm keeps tables in .text after a function's .size; these bytes decode as
+    # `mov %rdi,-0x28(%rsp)` but no symbol makes them code.
+    table = "    .p2align 4\n.Ltable:\n" + "    .byte 0x48,0x89,0x7c,0x24,0xd8\n" * 4
+    detection = _detect(assemble(_func("ret", extra=f"    .text\n{table}")))
+    assert detection.hits == ()
+    assert [f.name for f in detection.functions] == ["f"]
