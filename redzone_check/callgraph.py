@@ -271,18 +271,48 @@ class CallGraph:
         # Per-object lookups built once: a search over hundreds of archives asks them millions of times.
         self._units: dict[str, set[str]] = {}
         self._aliases: dict[str, dict[str, str]] = {}
+        self._near: tuple[tuple[frozenset[str], int], frozenset[Node]] | None = None
 
     def add(self, object_key: str, calls: ObjectCalls) -> None:
         self._objects[object_key] = calls
         self._units[object_key] = set(calls.ocaml_units)
         self._aliases[object_key] = dict(calls.aliases)
         self._callers = None
+        self._near = None
 
     def units(self, object_key: str) -> set[str]:
         return self._units.get(object_key, set())
 
     def is_ocaml(self, node: Node) -> bool:
         return is_ocaml_symbol(node[1], self.units(node[0]))
+
+    def near_ocaml(self, stubs: frozenset[str], depth: int) -> frozenset[Node]:
+        """Nodes within `depth` calls of OCaml code or of a declared stub, themselves included.
+
+        Only these can lie on a chain from OCaml code to a finding, so the search per finding
+        never walks the rest of libc's callers (hundreds of archives make that minutes).
+        """
+        key = (stubs, depth)
+        if self._near is not None and self._near[0] == key:
+            return self._near[1]
+        callees: dict[Node, set[Node]] = defaultdict(set)
+        for callee, found in self._index().items():
+            for caller, _kind in found:
+                callees[caller].add(callee)
+        frontier = [
+            (obj, name)
+            for obj, calls in self._objects.items()
+            for name, _ in calls.defined
+            if name in stubs or is_ocaml_symbol(name, self._units.get(obj, set()))
+        ]
+        frontier += [("", name) for name in stubs]
+        near = set(frontier)
+        for _ in range(depth):
+            step = [c for node in frontier for c in callees.get(node, ()) if c not in near]
+            near.update(step)
+            frontier = step
+        self._near = (key, frozenset(near))
+        return self._near[1]
 
     def site_line(self, caller: Node, callee: str) -> tuple[str, int] | None:
         """File and line (as DWARF records them) where OCaml code `caller` calls `callee`."""

@@ -42,6 +42,7 @@ def reached_from(
     including, `symbol`. The search stops at the first OCaml function on each chain.
     """
     start = graph.canonical(object_key, symbol)
+    near = graph.near_ocaml(externals.stub_names(), MAX_DEPTH)
     via: dict[Node, tuple[str, ...]] = {start: ()}
     queue: deque[tuple[Node, int]] = deque([(start, 0)])
     callers: list[Reach] = []
@@ -56,8 +57,10 @@ def reached_from(
                 declared.append(Reach(ext.name, "ocaml", ext.file, ext.line, below, kind="external"))
         if depth >= MAX_DEPTH:
             continue
+        if node not in near:
+            continue  # no OCaml code or declared stub is within reach of this node
         for caller in graph.callers(*node):
-            if caller.node in via:
+            if caller.node in via or caller.node not in near:
                 continue
             via[caller.node] = below
             if caller.ocaml:

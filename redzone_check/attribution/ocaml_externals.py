@@ -231,6 +231,9 @@ class ExternalIndex:
         known = {e.name for e in implementations}
         return cls(implementations + [e for e in interfaces if e.name not in known], lets)
 
+    def stub_names(self) -> frozenset[str]:
+        return frozenset(self._by_stub)
+
     def by_stub(self, stub: str) -> tuple[External, ...]:
         return tuple(self._by_stub.get(stub, ()))
 
