@@ -308,9 +308,9 @@ class CallGraph:
         frontier += [("", name) for name in stubs]
         near = set(frontier)
         for _ in range(depth):
-            step = [c for node in frontier for c in callees.get(node, ()) if c not in near]
+            step = {c for node in frontier for c in callees.get(node, ()) if c not in near}
             near.update(step)
-            frontier = step
+            frontier = list(step)
         self._near = (key, frozenset(near))
         return self._near[1]
 
