@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
 from typing import Protocol
 
 from redzone_check.attribution.buildfiles import locate, source_for_object
@@ -15,6 +16,9 @@ from redzone_check.model import Finding, Reach
 
 MAX_DEPTH = 8
 MAX_CALLERS = 12  # a red-zone memcpy can be reached from hundreds of functions; the nearest few say enough
+# Breadth-first, so the nearest callers come first; a helper deep in libc has tens of thousands
+# of transitive callers when a whole system's archives are scanned together.
+MAX_VISITS = 5000
 REACH_RULES = frozenset({"RZ001", "RZ002"})
 _C_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".S", ".s", ".m")
 
@@ -25,6 +29,7 @@ class PathMapper(Protocol):
     def source(self, path: str) -> str: ...
 
 
+@lru_cache(maxsize=65536)
 def display_name(symbol: str) -> str:
     return demangle(symbol)[0]
 
@@ -48,7 +53,7 @@ def reached_from(
     callers: list[Reach] = []
     declared: list[Reach] = []
     seen_externals: set[tuple[str, str, int]] = set()
-    while queue:
+    while queue and len(via) <= MAX_VISITS:
         node, depth = queue.popleft()
         below = (display_name(node[1]), *via[node]) if node != start else ()
         for ext in externals.by_stub(node[1]):
