@@ -272,6 +272,8 @@ class CallGraph:
         self._units: dict[str, set[str]] = {}
         self._aliases: dict[str, dict[str, str]] = {}
         self._near: tuple[tuple[frozenset[str], int], frozenset[Node]] | None = None
+        self._caller_cache: dict[Node, tuple[Caller, ...]] = {}
+        self._near_cache: dict[Node, tuple[Caller, ...]] = {}
 
     def add(self, object_key: str, calls: ObjectCalls) -> None:
         self._objects[object_key] = calls
@@ -279,6 +281,8 @@ class CallGraph:
         self._aliases[object_key] = dict(calls.aliases)
         self._callers = None
         self._near = None
+        self._caller_cache = {}
+        self._near_cache = {}
 
     def units(self, object_key: str) -> set[str]:
         return self._units.get(object_key, set())
@@ -312,6 +316,7 @@ class CallGraph:
             near.update(step)
             frontier = list(step)
         self._near = (key, frozenset(near))
+        self._near_cache = {}
         return self._near[1]
 
     def site_line(self, caller: Node, callee: str) -> tuple[str, int] | None:
@@ -332,9 +337,22 @@ class CallGraph:
 
     def callers(self, object_key: str, symbol: str) -> tuple[Caller, ...]:
         """Direct callers of a function, each with the edge kind and whether it is OCaml code."""
-        index = self._index()
-        found = index.get(self.canonical(object_key, symbol), set())
-        return tuple(Caller(node, kind, self.is_ocaml(node)) for node, kind in sorted(found))
+        node = self.canonical(object_key, symbol)
+        cached = self._caller_cache.get(node)
+        if cached is None:
+            found = self._index().get(node, set())
+            cached = tuple(Caller(n, kind, self.is_ocaml(n)) for n, kind in sorted(found))
+            self._caller_cache[node] = cached
+        return cached
+
+    def callers_near(self, node: Node, near: frozenset[Node]) -> tuple[Caller, ...]:
+        """`callers` restricted to `near` (see `near_ocaml`), cached: hubs such as memcpy have
+        tens of thousands of callers, and every finding's search would walk them again."""
+        cached = self._near_cache.get(node)
+        if cached is None:
+            cached = tuple(c for c in self.callers(*node) if c.node in near)
+            self._near_cache[node] = cached
+        return cached
 
     def _index(self) -> dict[Node, set[tuple[Node, str]]]:
         if self._callers is not None:

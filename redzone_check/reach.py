@@ -64,8 +64,8 @@ def reached_from(
             continue
         if node not in near:
             continue  # no OCaml code or declared stub is within reach of this node
-        for caller in graph.callers(*node):
-            if caller.node in via or caller.node not in near:
+        for caller in graph.callers_near(node, near):
+            if caller.node in via:
                 continue
             via[caller.node] = below
             if caller.ocaml:
