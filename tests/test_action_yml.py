@@ -22,7 +22,7 @@ from openapi_github import INSTALL, Operations, operations
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-DOCS = ROOT / "docs" / "readme" / "action.md"
+DOCS = ROOT / "README.md"
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
 TOKEN = "ghs_never_in_the_log"
 HEAD = "d" * 40

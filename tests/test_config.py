@@ -161,5 +161,5 @@ def test_config_platform_applies_to_a_real_scan_and_cli_overrides_it(tmp_path: P
 def test_every_config_key_is_documented() -> None:
     from redzone_check.config import _KEYS
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "readme" / "reports.md").read_text()
+    doc = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert [key for key in _KEYS if f"| `{key}` |" not in doc] == []

@@ -17,7 +17,7 @@ import pytest
 from conftest import require_tool, run, run_cli, scan_json
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "minios-stubs"
-DOCS = EXAMPLE.parent.parent / "docs" / "readme"
+TOP_README = EXAMPLE.parent.parent / "README.md"
 ARCHIVES = ("_build/default/src/libnetif_stubs.a", "_build/default/src/netif.a")
 HELPER = "ipv4_header_checksum"
 STUB = "netif_ipv4_checksum"
@@ -149,7 +149,7 @@ def test_fix_patch_removes_the_finding(red_scan: Scan, fixed: Path) -> None:
     assert doc["summary"]["functions"] == red_scan[1]["summary"]["functions"]
 
 
-@pytest.mark.parametrize("readme", [EXAMPLE / "README.md", DOCS / "example.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize("readme", [EXAMPLE / "README.md", TOP_README], ids=["example", "top"])
 def test_readme_shows_what_the_current_code_prints(red: Path, fixed: Path, readme: Path) -> None:
     text = readme.read_text()
     status, out, _err = run_cli(ARCHIVES, cwd=red)

@@ -217,7 +217,7 @@ def test_multitool_accepts_sarif_from_a_real_scan(tmp_path: Path, compile_c: Any
 
 
 def test_every_help_uri_anchor_is_a_heading_in_the_rules_reference() -> None:
-    rules_md = (REPO / "docs" / "readme" / "rules.md").read_text()
+    rules_md = (REPO / "README.md").read_text()
     for rule_id in RULE_IDS:
         anchor = sarif(clean_result())["runs"][0]["tool"]["driver"]["rules"][RULE_IDS.index(rule_id)][
             "helpUri"
