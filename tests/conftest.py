@@ -112,3 +112,30 @@ def scan_json(args: Sequence[str | os.PathLike[str]], cwd: Path | None = None) -
     doc = json.loads(out)
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     return status, doc
+
+
+# A leaf whose local array gcc -g -O2 keeps below %rsp (`movaps %xmm0,-0x28(%rsp)`, no `sub`);
+# with -mno-red-zone gcc subtracts first. Shared by the hook and packaging tests.
+LEAF_COPY_AND_PICK = """\
+int copy_and_pick(const int *src, unsigned i)
+{
+    int local[8];
+    for (unsigned k = 0; k < 8; k++)
+        local[k] = src[k] + 1;
+    return local[i & 7];
+}
+"""
+
+
+def dune_build(project: Path, home: Path) -> Path:
+    """`dune build` with the dune cache off and HOME/XDG inside the test's scratch space."""
+    env = {
+        **os.environ,
+        "DUNE_CACHE": "disabled",
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+    }
+    run(["dune", "build", "--root", "."], cwd=project, env=env)
+    return project

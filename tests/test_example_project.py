@@ -7,14 +7,13 @@ OCaml functions `Packet.seal` and `Packet.verify` reach it through the noalloc `
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require_tool, run, run_cli, scan_json
+from conftest import dune_build, require_tool, run, run_cli, scan_json
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "minios-stubs"
 TOP_README = EXAMPLE.parent.parent / "README.md"
@@ -41,17 +40,7 @@ def build(tmp: Path, fixed: bool) -> Path:
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("_build"))
     if fixed:
         run(["git", "apply", "fix.patch"], cwd=project)
-    home = tmp / "home"
-    env = {
-        **os.environ,
-        "DUNE_CACHE": "disabled",
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_DATA_HOME": str(home / "data"),
-    }
-    run(["dune", "build", "--root", "."], cwd=project, env=env)
-    return project
+    return dune_build(project, tmp / "home")
 
 
 def disassembly(project: Path, object_file: str, function: str) -> str:

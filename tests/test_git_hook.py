@@ -10,20 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import require_tool, run
+from conftest import LEAF_COPY_AND_PICK, require_tool, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # gcc -g -O2 keeps `local` below %rsp (`movaps %xmm0,-0x28(%rsp)`); with -mno-red-zone it subtracts first.
-LEAF_C = """\
-int copy_and_pick(const int *src, unsigned i)
-{
-    int local[8];
-    for (unsigned k = 0; k < 8; k++)
-        local[k] = src[k] + 1;
-    return local[i & 7];
-}
-"""
+LEAF_C = LEAF_COPY_AND_PICK
 SCRATCH = re.compile(r"redzone-check\.[A-Za-z0-9]{6}/")  # the hook's mktemp tree must not leak into output
 BELOW_RSP = re.compile(r"^\s*([0-9a-f]+):\s.*-0x[0-9a-f]+\(%rsp", re.MULTILINE)
 

@@ -122,6 +122,7 @@ def test_runtime_assembly_units_are_not_ocaml_code() -> None:
 
 # --- end to end through the CLI -------------------------------------------------------------------
 
+
 def archives(project: Path) -> list[str]:
     built = objects(project)
     return [str(built["stubs_archive"]), str(built["ocaml_archive"])]

@@ -13,21 +13,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import require_tool, run
+from conftest import LEAF_COPY_AND_PICK, require_tool, run
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_IN_WHEEL = ("tests/", "examples/", "benchmarks/", ".ci/", "docs/", "hooks/")
-LEAF_C = """\
-int copy_and_pick(const int *src, unsigned i)
-{
-    int local[8];
-    for (unsigned k = 0; k < 8; k++)
-        local[k] = src[k] + 1;
-    return local[i & 7];
-}
-"""
+LEAF_C = LEAF_COPY_AND_PICK
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,12 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from conftest import require_tool, run
+from conftest import LEAF_COPY_AND_PICK, require_tool, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # A leaf function that keeps its array below %rsp: gcc -O2 stores it with `movaps %xmm0,-0x28(%rsp)`.
-LEAF_C = """\
-int copy_and_pick(const int *src, unsigned i)
-{
-    int local[8];
-    for (unsigned k = 0; k < 8; k++)
-        local[k] = src[k] + 1;
-    return local[i & 7];
-}
-"""
+LEAF_C = LEAF_COPY_AND_PICK
 # The first 16 bytes of a PNG: a binary file pre-commit passes to the hook, which must not fail on it.
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 GIT_ENV = {

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import atexit
 import functools
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from conftest import require_tool, run
+from conftest import dune_build, require_tool
 
 HERE = Path(__file__).resolve().parent
 RED_FLAGS = "(flags :standard -O2 -g)"
@@ -33,17 +32,7 @@ def built_project(variant: str = "red") -> Path:
     if variant == "fixed":
         dune = project / "src" / "dune"
         dune.write_text(dune.read_text().replace(RED_FLAGS, FIXED_FLAGS))
-    home = scratch / "home"
-    env = {
-        **os.environ,
-        "DUNE_CACHE": "disabled",
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_DATA_HOME": str(home / "data"),
-    }
-    run(["dune", "build", "--root", "."], cwd=project, env=env)
-    return project
+    return dune_build(project, scratch / "home")
 
 
 def objects(project: Path) -> dict[str, Path]:
