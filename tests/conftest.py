@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +139,25 @@ def dune_build(project: Path, home: Path) -> Path:
     }
     run(["dune", "build", "--root", "."], cwd=project, env=env)
     return project
+
+
+@pytest.fixture(scope="session")
+def github_ops() -> Any:
+    """GitHub's OpenAPI operations, loaded once: the fake server checks every request against them."""
+    from openapi_github import INSTALL, operations
+
+    ops = operations()
+    if ops is None:
+        (pytest.fail if IN_CI else pytest.skip)(f"GitHub's OpenAPI description is missing: {INSTALL}")
+    return ops
+
+
+@pytest.fixture
+def fake(github_ops: Any) -> Iterator[Any]:
+    """A fake GitHub on 127.0.0.1; the test fails if the client sent anything the spec rejects."""
+    from fake_github import FakeServer
+
+    server = FakeServer(github_ops)
+    yield server.fake
+    server.close()
+    assert server.fake.violations == []

@@ -7,14 +7,13 @@ import contextlib
 import io
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, require_tool
-from fake_github import Fake, FakeServer, added_file_patch, build_workspace, write_event
+from conftest import require_tool
+from fake_github import Fake, added_file_patch, build_workspace, write_event
 from github import Auth, Github
-from openapi_github import INSTALL, Operations, operations
 from redzone_check.hooks.action import main
 from redzone_check.hooks.action_settings import ActionSettings
 
@@ -22,23 +21,6 @@ from redzone_check.cli import main as cli_main
 
 HEAD = "c" * 40
 TOKEN = "ghs_do_not_print_me"
-
-
-@pytest.fixture(scope="session")
-def github_ops() -> Operations:
-    ops = operations()
-    if ops is None:
-        (pytest.fail if IN_CI else pytest.skip)(f"GitHub's OpenAPI description is missing: {INSTALL}")
-    assert ops is not None
-    return ops
-
-
-@pytest.fixture
-def fake(github_ops: Operations) -> Iterator[Fake]:
-    server = FakeServer(github_ops)
-    yield server.fake
-    server.close()
-    assert server.fake.violations == []
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import IN_CI, require_tool, run
-from fake_github import Fake, FakeServer, added_file_patch, build_workspace, write_event
-from openapi_github import INSTALL, Operations, operations
+from conftest import require_tool, run
+from fake_github import Fake, added_file_patch, build_workspace, write_event
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
@@ -135,23 +134,6 @@ def runner_env(ws: Path, event: str, api_url: str) -> dict[str, str]:
 def outputs(path: Path) -> dict[str, str]:
     lines = path.read_text().splitlines()
     return {lines[i].split("<<")[0]: lines[i + 1] for i in range(0, len(lines), 3)}
-
-
-@pytest.fixture(scope="module")
-def github_ops() -> Operations:
-    ops = operations()
-    if ops is None:
-        (pytest.fail if IN_CI else pytest.skip)(f"GitHub's OpenAPI description is missing: {INSTALL}")
-    assert ops is not None
-    return ops
-
-
-@pytest.fixture
-def fake(github_ops: Operations) -> Iterator[Fake]:
-    server = FakeServer(github_ops)
-    yield server.fake
-    server.close()
-    assert server.fake.violations == []
 
 
 def test_composite_step_runs_as_a_runner_runs_it(tmp_path: Path, fake: Fake) -> None:

@@ -6,10 +6,9 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import IN_CI
 from fake_github import Fake, FakeServer, make_finding, rate_limited
 from github import Auth, Github
-from openapi_github import INSTALL, Operations, operations
+from openapi_github import Operations
 from redzone_check.hooks.github_comments import markers
 from redzone_check.hooks.github_event import PullRef
 from redzone_check.hooks.github_retry import ReviewUnavailable
@@ -28,16 +27,6 @@ FILES = [
     ("Makefile", "modified", MAKE_PATCH),
     ("README", "added", "@@ -0,0 +1 @@\n+x"),
 ]
-
-
-@pytest.fixture(scope="session")
-def github_ops() -> Operations:
-    ops = operations()
-    if ops is None:
-        if IN_CI:
-            pytest.fail(f"GitHub's OpenAPI description is missing: {INSTALL}")
-        pytest.skip(f"GitHub's OpenAPI description is missing: {INSTALL}")
-    return ops
 
 
 @pytest.fixture
