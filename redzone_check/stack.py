@@ -180,8 +180,8 @@ class _Block:
     end: int  # one past the last instruction
     succs: list[int] = field(default_factory=list)  # block indices
     indirect: bool = False  # ends in an indirect jump
-    # (address, lite opcode, operand text, digest or None for lite-only push/pop/call)
-    steps: list[tuple[int, str, str, Digest | None]] | None = None
+    # (address, instruction text, digest) of the instructions that matter to the stack state
+    steps: list[tuple[int, str, Digest]] | None = None
 
 
 class _Analyser:
@@ -192,6 +192,7 @@ class _Analyser:
         self.base = base
         self.relocatable = relocatable
         self.lite = list(lite_decoder().disasm_lite(code, base))
+        self.at = {insn[0]: i for i, insn in enumerate(self.lite)}
         self.tracked = self._closure()
         self.blocks = self._blocks()
         self.state_in: list[State | None] = [None] * len(self.blocks)
@@ -247,7 +248,7 @@ class _Analyser:
 
     def _blocks(self) -> list[_Block]:
         lite = self.lite
-        at = {insn[0]: i for i, insn in enumerate(lite)}
+        at = self.at
         leaders = {0} if lite else set()
         ends: dict[int, tuple[str, int | None]] = {}
         for i, (addr, size, mnemonic, op_str) in enumerate(lite):
@@ -342,38 +343,32 @@ class _Analyser:
             self._rpo = [rank.get(b, len(rank) + b) for b in range(len(self.blocks))]
         return self._rpo
 
-    def _steps(self, block: _Block) -> list[tuple[int, str, str, Digest | None]]:
+    def _steps(self, block: _Block) -> list[tuple[int, str, Digest]]:
         if block.steps is None:
             block.steps = []
             for i in range(block.start, block.end):
                 if not self._relevant(i):
                     continue
-                addr, _size, mnemonic, op_str = self.lite[i]
-                op = opcode(mnemonic)
-                if "(" not in op_str and op.startswith(("push", "pop", "call")):
-                    block.steps.append((addr, op, op_str, None))
-                    continue
                 insn = self._detail(i)
                 if insn is not None:
-                    block.steps.append((addr, mnemonic, op_str, insn))
+                    addr, _size, mnemonic, op_str = self.lite[i]
+                    block.steps.append((addr, f"{mnemonic} {op_str}".strip(), insn))
         return block.steps
 
     def _run_block(self, block: _Block, st: State, found: list[Access] | None) -> int:
         unknown = 0
-        for addr, op, op_str, insn in self._steps(block):
-            if insn is None:
-                _transfer_lite(op, op_str, st, addr + 1)
-                continue
+        for addr, text, insn in self._steps(block):
             if found is not None:
-                unknown += _judge_all(insn, addr, f"{op} {op_str}".strip(), st, found, self._text_at)
+                unknown += _judge_all(insn, addr, text, st, found, self._text_at)
             transfer(insn, st, fresh=addr + 1)
         return unknown
 
     def _text_at(self, address: int) -> str:
-        for addr, _size, mnemonic, op_str in self.lite:
-            if addr == address:
-                return f"{mnemonic} {op_str}".strip()
-        return ""
+        i = self.at.get(address)
+        if i is None:
+            return ""
+        _addr, _size, mnemonic, op_str = self.lite[i]
+        return f"{mnemonic} {op_str}".strip()
 
     def _merge_into(self, b: int, incoming: State) -> bool:
         old = self.state_in[b]
@@ -396,22 +391,6 @@ class _Analyser:
                 unknown += self._run_block(block, state.copy(), accesses)
         accesses.sort(key=lambda a: a.address)
         return Analysis(accesses, unknown)
-
-
-def _transfer_lite(op: str, op_str: str, st: State, fresh: int) -> None:
-    """push/pop/call with register or immediate operands, without detailed decoding."""
-    if op.startswith("call"):
-        for reg in _CALLER_SAVED:
-            st.regs.pop(reg, None)
-        return
-    step = 2 if op.endswith("w") and op not in ("push", "pop") else 8
-    if op.startswith("push"):
-        st.rsp = st.rsp.add(-step)
-        return
-    st.rsp = st.rsp.add(step)
-    dest = operands(op_str).dest
-    if dest is not None:
-        st.set(dest, None, fresh)
 
 
 def _judge_all(
@@ -543,16 +522,9 @@ def transfer(insn: Digest, st: State, fresh: int) -> None:
         st.regs["rbp"] = st.rsp
         st.rsp = st.rsp.add(-int(ops[0].imm))
         return
-    if iid in (x86.X86_INS_RET, x86.X86_INS_JMP) or iid in _JCC:
-        return
     if _transfer_arith(insn, st, fresh):
         return
     _clobber(insn, st, fresh)
-
-
-_JCC = frozenset(
-    getattr(x86, name) for name in dir(x86) if name.startswith("X86_INS_J") and name not in ("X86_INS_JMP",)
-) | {x86.X86_INS_LOOP, x86.X86_INS_LOOPE, x86.X86_INS_LOOPNE}
 
 
 def _operands(insn: Digest) -> tuple[Op | None, Op | None]:
