@@ -9,7 +9,6 @@ second pass, and only when the run has findings and OCaml code or `external`s to
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from redzone_check.model import (
 from redzone_check.options import ScanOptions
 from redzone_check.progress import Progress
 from redzone_check.reach import REACH_RULES, attach
+from redzone_check.suppress import path_matches
 from redzone_check.workers import ObjectResult, Task, run_tasks
 
 BATCH_BYTES = 512 * 1024
@@ -59,15 +59,11 @@ class _Walk:
     def run(self, paths: Sequence[str]) -> None:
         excludes = self.options.excludes
         for index, blob in enumerate(iter_blobs(paths, self)):
-            if excludes and _excluded(self.mapper.binary(blob.path), excludes):
+            if excludes and any(path_matches(g, self.mapper.binary(blob.path)) for g in excludes):
                 self.skip(blob.path, blob.member, "excluded by configuration", "excluded")
                 continue
             self.slots.append(index)
             self.items.append((index, blob.path, blob.member, len(blob.data)))
-
-
-def _excluded(display: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatch(display, pattern) for pattern in patterns)
 
 
 def _batches(items: Sequence[Item], want_calls: bool = False, calls_only: bool = False) -> Iterator[Task]:

@@ -240,3 +240,14 @@ def test_quiet_drops_the_summary_line(leaf_obj: Path, compile_c: Callable[..., P
     assert out.startswith("src/leaf.c:") and "redzone-check:" not in out
     clean = compile_c(LEAF, name="clean", flags=("-O2", "-mno-red-zone"))
     assert run_cli(["--no-cache", "-q", clean], cwd=tmp_path)[:2] == (0, "")
+
+
+def test_exclude_by_directory_skips_the_binaries_under_it(
+    compile_c: Callable[..., Path], tmp_path: Path
+) -> None:
+    vendored = compile_c(LEAF, name="leaf", directory=tmp_path / "vendor" / "lib")
+    status, doc = scan_json(["--exclude", "vendor", vendored], cwd=tmp_path)
+    assert status == 0
+    assert doc["findings"] == []
+    assert [(s["path"], s["kind"]) for s in doc["skipped"]] == [("vendor/lib/leaf.o", "excluded")]
+    assert doc["summary"]["objects"] == 0
