@@ -113,6 +113,15 @@ class BuildLocation:
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "kind": self.kind, "text": self.text}
 
+    def advice(self, flag: str = "-mno-red-zone") -> str:
+        """`add -mno-red-zone to (flags …) in src/dune:12`."""
+        # A Makefile line may end in a continuation backslash; it is not part of the advice.
+        text = " ".join(self.text.split()).rstrip("\\").rstrip()
+        where = f"{self.file}:{self.line}"
+        if self.kind == "dune" and not text.startswith(("(flags", "(c_flags")):
+            return f"add (flags :standard {flag}) to {text} in {where}"
+        return f"add {flag} to {text} in {where}"
+
 
 @dataclass(frozen=True)
 class Finding:

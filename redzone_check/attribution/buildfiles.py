@@ -48,10 +48,7 @@ def locate(source_file: str, source_root: str, missing_flag: str = "-mno-red-zon
 
 def advice(location: BuildLocation, flag: str = "-mno-red-zone") -> str:
     """`add -mno-red-zone to (flags …) in src/dune:12`."""
-    text = location.text if len(location.text) <= 60 else location.text[:57] + "..."
-    if location.kind == "dune" and not location.text.startswith(("(flags", "(c_flags")):
-        return f"add (flags :standard {flag}) to {text} in {location.file}:{location.line}"
-    return f"add {flag} to {text} in {location.file}:{location.line}"
+    return location.advice(flag)
 
 
 Found = tuple[Path, int, str, str]

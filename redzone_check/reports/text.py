@@ -63,13 +63,7 @@ def render_finding(f: Finding) -> list[str]:
 
 def _fix(f: Finding) -> str:
     if f.build_location is not None:
-        loc = f.build_location
-        # A Makefile line may end in a continuation backslash; it is not part of the advice.
-        text = printable(loc.text.strip().rstrip("\\").strip())
-        where = f"{printable(loc.file)}:{loc.line}"
-        if loc.kind == "dune" and not text.startswith(("(flags", "(c_flags")):
-            return f"add (flags :standard -mno-red-zone) to {text} in {where}"
-        return f"add -mno-red-zone to {text} in {where}"
+        return printable(f.build_location.advice())
     if f.rule == "RZ002":
         return "this code is wrong even in user space: move %rsp down before using the stack"
     target = f.source.file if f.source else f.location
