@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from redzone_check.elf import ElfFile
 from redzone_check.functions import Function, list_functions
 from redzone_check.model import RED_ZONE_BYTES, Instruction
-from redzone_check.stack import analyse, may_use_red_zone
+from redzone_check.stack import analyse, decode, may_use_red_zone
 
 _IMPLAUSIBLE = 1 << 16
 
@@ -35,9 +35,10 @@ def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
     unknown = 0
     for fn in functions:
         code = elf.section_data(elf.sections[fn.section_index])[fn.offset : fn.offset + fn.size]
-        if prefilter and not may_use_red_zone(code, fn.offset):
+        lite = decode(code, fn.offset)
+        if prefilter and not may_use_red_zone(lite):
             continue
-        analysis = analyse(code, fn.offset, relocatable=relocatable)
+        analysis = analyse(code, fn.offset, relocatable, lite)
         if analysis.unknown:
             unknown += 1
         red_zone: list[Instruction] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from capstone import CS_AC_WRITE
 
@@ -41,25 +42,38 @@ class Analysis:
     unknown: int  # accesses whose relation to the current %rsp is not decided
 
 
-def analyse(code: bytes | memoryview, base: int, relocatable: bool = False) -> Analysis:
+Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text)
+
+
+def decode(code: bytes | memoryview, base: int) -> Lite:
+    """The lite decoding of one function, shared by the prefilter and the analysis."""
+    return list(lite_decoder().disasm_lite(bytes(code), base))
+
+
+def analyse(
+    code: bytes | memoryview, base: int, relocatable: bool = False, lite: Lite | None = None
+) -> Analysis:
     """Decode `code` (one function, placed at `base`) and find accesses below the current %rsp.
 
     In a relocatable object a branch to another function is a rel32 of zero
     waiting for its relocation; it is a tail call, not a jump to the next instruction.
+    `lite` is `decode(code, base)` when the caller already has it.
     """
-    return _Analyser(bytes(code), base, relocatable).run()
+    raw = bytes(code)
+    return _Analyser(raw, base, relocatable, lite if lite is not None else decode(raw, base)).run()
 
 
-def may_use_red_zone(code: bytes | memoryview, base: int) -> bool:
+def may_use_red_zone(lite: Lite) -> bool:
     """A sound, cheap prefilter on the lite decoding.
 
     The full analysis can only report an access whose base is %rsp with a
-    negative displacement, or whose base register was derived from %rsp by an
-    instruction that names %rsp outside a memory operand (mov, xchg, ...), by
-    a lea from %rsp, or by enter. A function with none of these cannot be
-    flagged, so it is skipped without the 15x slower detailed decoding.
+    negative displacement or an index register, or whose base or index register
+    was derived from %rsp by an instruction that names %rsp outside a memory
+    operand (mov, xchg, ...), by a lea from %rsp, or by enter. A function with
+    none of these cannot be flagged, so it is skipped without the 15x slower
+    detailed decoding.
     """
-    for _addr, _size, mnemonic, op_str in lite_decoder().disasm_lite(bytes(code), base):
+    for _addr, _size, mnemonic, op_str in lite:
         if "sp" not in op_str:
             if mnemonic.startswith("enter"):
                 return True
@@ -75,8 +89,8 @@ def _stack_operand_may_matter(mnemonic: str, op_str: str) -> bool:
         while at >= 0:
             inside = op_str.rfind("(", 0, at) > op_str.rfind(")", 0, at)
             if inside:
-                if mnemonic.startswith("lea"):
-                    return True
+                if mnemonic.startswith("lea") or op_str.startswith(",", at + len(reg)):
+                    return True  # a lea, or an index whose known value may be negative
                 paren = op_str.rfind("(", 0, at)
                 if op_str[:paren].split(",")[-1].lstrip().startswith(("-", "%fs:-", "%gs:-")):
                     return True
@@ -101,59 +115,24 @@ class _Block:
 class _Analyser:
     """Dataflow over basic blocks, decoding in detail only instructions that matter."""
 
-    def __init__(self, code: bytes, base: int, relocatable: bool) -> None:
+    def __init__(self, code: bytes, base: int, relocatable: bool, lite: Lite) -> None:
         self.code = code
         self.base = base
         self.relocatable = relocatable
-        self.lite = list(lite_decoder().disasm_lite(code, base))
+        self.lite = lite
         self.at = {insn[0]: i for i, insn in enumerate(self.lite)}
-        self.tracked = self._closure()
+        self.tracked = _closure(lite)
         self.blocks = self._blocks()
         self.state_in: list[State | None] = [None] * len(self.blocks)
+        # What the last visit of each block judged: that visit saw the block's final state.
+        self.judged: list[tuple[list[Access], int] | None] = [None] * len(self.blocks)
         self.visits = [0] * len(self.blocks)
         self.indirect: State | None = None
         self._rpo: list[int] | None = None
 
-    def _closure(self) -> frozenset[str]:
-        """Registers that can ever hold a stack address (a sound over-approximation)."""
-        tracked = {"rsp"}
-        if any(opcode(m).startswith("enter") for _, _, m, _ in self.lite):
-            tracked.add("rbp")
-        changed = True
-        while changed:
-            changed = False
-            for _addr, _size, mnemonic, op_str in self.lite:
-                ops = operands(op_str)
-                if ops.inside & tracked and ops.inside - tracked:
-                    # A register next to a stack address: its constant lower bound decides the verdict.
-                    tracked |= ops.inside
-                    changed = True
-                if ops.dest is None or ops.dest in tracked:
-                    if (
-                        opcode(mnemonic).startswith("xchg")
-                        and ops.outside & tracked
-                        and ops.outside - tracked
-                    ):
-                        tracked |= ops.outside
-                        changed = True
-                    continue
-                derives = bool(ops.outside & tracked) or (
-                    opcode(mnemonic).startswith("lea") and ops.base in tracked
-                )
-                if derives:
-                    tracked.add(ops.dest)
-                    changed = True
-        return frozenset(tracked)
-
     def _relevant(self, i: int) -> bool:
         _addr, _size, mnemonic, op_str = self.lite[i]
-        op = opcode(mnemonic)
-        ops = operands(op_str)
-        if ops.outside & self.tracked or ops.inside & self.tracked:
-            return True
-        if op.startswith(("push", "pop", "call", "leave", "enter")):
-            return True
-        return writes_implicitly(op)
+        return not _names(op_str).isdisjoint(self.tracked) or _always_relevant(mnemonic)
 
     def _detail(self, i: int) -> Digest | None:
         addr, size, _, _ = self.lite[i]
@@ -231,7 +210,8 @@ class _Analyser:
             assert state is not None
             out = state.copy()
             block = self.blocks[b]
-            self._run_block(block, out, None)
+            found: list[Access] = []
+            self.judged[b] = (found, self._run_block(block, out, found))
             if block.indirect:
                 self.indirect = out.copy() if self.indirect is None else join(self.indirect, out, -1, True)
             for succ in block.succs:
@@ -269,11 +249,10 @@ class _Analyser:
                     block.steps.append((addr, f"{mnemonic} {op_str}".strip(), insn))
         return block.steps
 
-    def _run_block(self, block: _Block, st: State, found: list[Access] | None) -> int:
+    def _run_block(self, block: _Block, st: State, found: list[Access]) -> int:
         unknown = 0
         for addr, text, insn in self._steps(block):
-            if found is not None:
-                unknown += _judge_all(insn, addr, text, st, found, self._text_at)
+            unknown += _judge_all(insn, addr, text, st, found, self._text_at)
             transfer(insn, st, fresh=addr + 1)
         return unknown
 
@@ -298,13 +277,75 @@ class _Analyser:
 
     def _verdicts(self) -> Analysis:
         accesses: list[Access] = []
+        addresses: set[int] = set()
         unknown = 0
-        for b, block in enumerate(self.blocks):
-            state = self.state_in[b]
-            if state is not None:
-                unknown += self._run_block(block, state.copy(), accesses)
+        for judged in self.judged:
+            if judged is None:
+                continue
+            found, count = judged
+            unknown += count
+            for access in found:
+                if access.kind == "address":
+                    if access.address in addresses:
+                        continue
+                    addresses.add(access.address)
+                accesses.append(access)
         accesses.sort(key=lambda a: a.address)
         return Analysis(accesses, unknown)
+
+
+def _closure(lite: Lite) -> frozenset[str]:
+    """Registers that can ever hold a stack address (a sound over-approximation).
+
+    Flow-insensitive: a graph of "may carry a value to" edges between registers, searched
+    from %rsp, so each instruction is read once whatever the length of the chains.
+    """
+    edges: dict[str, set[str]] = {}
+    roots = ["rsp"]
+    for _addr, _size, mnemonic, op_str in lite:
+        for src, dst in _edges(mnemonic, op_str):
+            if src == "":
+                roots.append(dst)
+            else:
+                edges.setdefault(src, set()).add(dst)
+    tracked = set(roots)
+    todo = list(roots)
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in tracked:
+                tracked.add(nxt)
+                todo.append(nxt)
+    return frozenset(tracked)
+
+
+@lru_cache(maxsize=65536)
+def _edges(mnemonic: str, op_str: str) -> tuple[tuple[str, str], ...]:
+    op = opcode(mnemonic)
+    ops = operands(op_str)
+    found: set[tuple[str, str]] = set()
+    if op.startswith("enter"):
+        found.add(("", "rbp"))
+    # A register next to a stack address: its constant lower bound decides the verdict.
+    found.update((a, b) for a in ops.inside for b in ops.inside if a != b)
+    if ops.dest is not None:
+        found.update((src, ops.dest) for src in ops.outside if src != ops.dest)
+        if op.startswith("lea") and ops.base is not None and ops.base != ops.dest:
+            found.add((ops.base, ops.dest))
+        if op.startswith("xchg"):
+            found.update((a, b) for a in ops.outside for b in ops.outside if a != b)
+    return tuple(sorted(found))
+
+
+@lru_cache(maxsize=65536)
+def _names(op_str: str) -> frozenset[str]:
+    ops = operands(op_str)
+    return ops.outside | ops.inside
+
+
+@lru_cache(maxsize=4096)
+def _always_relevant(mnemonic: str) -> bool:
+    op = opcode(mnemonic)
+    return op.startswith(("push", "pop", "call", "leave", "enter")) or writes_implicitly(op)
 
 
 def _judge_all(
