@@ -1,12 +1,21 @@
-"""Detailed decodings boiled down to plain tuples, cached by instruction bytes.
+"""Detailed decodings boiled down to plain tuples, cached by instruction bytes and by shape.
 
 The same instruction bytes recur thousands of times in an archive (prologues,
 spills); capstone's detail objects are slow to build and to read, so each
-distinct encoding is decoded in detail once.
+distinct encoding is decoded in detail once. Encodings that differ only in a
+displacement or an immediate (`mov %rax,-0x18(%rbp)`, `mov %rax,0x20(%rbp)`) share
+a shape: the lite text with its numbers taken out, and the same bytes before the
+displacement and immediate (prefixes, opcode, ModRM, SIB: capstone describes one
+text differently by encoding). The first of a shape is decoded by capstone and
+becomes a template; the others are the template with their own numbers, read off
+the lite text. tests/test_digest_templates.py checks this against
+capstone for every instruction of real archives.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 from capstone import x86
@@ -40,21 +49,148 @@ class Digest(NamedTuple):
 
 
 _cache: dict[bytes, Digest | None] = {}
+_templates: dict[tuple[str, str, int], list[_Template]] = {}
+
+# A displacement, an absolute address, a branch target or an immediate: a number that
+# stands alone in an operand. Not the digits of %r8 or %st(1), nor a scale.
+_NUMBER = re.compile(r"(?<![^\s,:*$])(-?(?:0x[0-9a-f]+|\d+))(?=$|[(,])")
 
 
-def digest(raw: bytes, address: int) -> Digest | None:
-    """The digest of one instruction; None when capstone cannot decode it."""
+def _signed(bits: int) -> Callable[[int], int]:
+    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+
+    def convert(text: int) -> int:
+        value = text & mask
+        return value - (1 << bits) if value & sign else value
+
+    return convert
+
+
+# How capstone's value of an operand may relate to the number it prints.
+_MODES = tuple(_signed(bits) for bits in (64, 32, 16, 8))
+
+
+class _Template(NamedTuple):
+    head: bytes  # the encoding up to the first displacement or immediate byte
+    digest: Digest
+    slots: tuple[tuple[int, bool], ...]  # (operand index, is immediate) for each printed number
+    modes: tuple[tuple[int, ...], ...]  # per slot, the indices of _MODES consistent so far
+
+
+def digest(raw: bytes, address: int, mnemonic: str = "", op_str: str | None = None) -> Digest | None:
+    """The digest of one instruction; None when capstone cannot decode it.
+
+    `mnemonic` and `op_str` are its lite text, when the caller has it: instructions
+    of a known shape then need no detailed decoding.
+    """
     hit = _cache.get(raw)
     if hit is not None or raw in _cache:
         return hit
-    found = list(decoder().disasm(raw, address, 1))
-    result = _make(found[0]) if found else None
     if len(_cache) >= _CACHE_LIMIT:
         _cache.clear()
+        _templates.clear()
+    result = detailed(raw, address) if op_str is None else _from_template(raw, address, mnemonic, op_str)
     # Branch targets depend on the address, but the analysis takes them from the
     # lite decoding; nothing kept here does.
     _cache[raw] = result
     return result
+
+
+def _from_template(raw: bytes, address: int, mnemonic: str, op_str: str) -> Digest | None:
+    parts = _NUMBER.split(op_str)  # text, number, text, number, ..., text
+    shape = (mnemonic, "#".join(parts[::2]), len(raw))
+    numbers = [int(n, 0) for n in parts[1::2]]
+    templates = _templates.setdefault(shape, [])
+    for at, template in enumerate(templates):
+        if raw.startswith(template.head):
+            result = _instantiate(template, numbers)
+            if result is None:
+                result = _decode(raw, address)[0]
+                narrowed = _narrow(template, numbers, result) if result is not None else None
+                if narrowed is None:
+                    del templates[at]
+                else:
+                    templates[at] = narrowed
+            return result
+    result, head = _decode(raw, address)
+    if result is not None:
+        made = _template(raw[:head], result, numbers)
+        if made is not None:
+            templates.append(made)
+    return result
+
+
+def detailed(raw: bytes, address: int) -> Digest | None:
+    """Capstone's detailed decoding of one instruction, uncached."""
+    return _decode(raw, address)[0]
+
+
+def _decode(raw: bytes, address: int) -> tuple[Digest | None, int]:
+    """Capstone's detailed decoding, and how many bytes precede its displacement and immediate."""
+    found = list(decoder().disasm(raw, address, 1))
+    if not found:
+        return None, len(raw)
+    insn = found[0]
+    head = min((o for o in (insn.disp_offset, insn.imm_offset) if o), default=len(raw))
+    return _make(insn), head
+
+
+def _template(head: bytes, insn: Digest, numbers: list[int]) -> _Template | None:
+    """Which operand field each printed number is, and how it converts; None when unclear."""
+    slots: list[tuple[int, bool]] = []
+    modes: list[tuple[int, ...]] = []
+    remaining_imm = sum(op.type == OP_IMM for op in insn.ops)
+    for i, op in enumerate(insn.ops):
+        left = len(numbers) - len(slots)
+        if op.type == OP_IMM:
+            remaining_imm -= 1
+        elif op.type != OP_MEM or (op.disp == 0 and left <= remaining_imm):
+            continue  # a register, or a memory operand printed without a displacement
+        if left == 0:
+            return None
+        value = op.imm if op.type == OP_IMM else op.disp
+        fits = tuple(m for m, convert in enumerate(_MODES) if convert(numbers[len(slots)]) == value)
+        if not fits:
+            return None
+        slots.append((i, op.type == OP_IMM))
+        modes.append(fits)
+    if len(slots) != len(numbers):
+        return None
+    return _Template(head, insn, tuple(slots), tuple(modes))
+
+
+def _instantiate(template: _Template, numbers: list[int]) -> Digest | None:
+    """The template with these numbers; None when a number's conversion is not yet decided."""
+    if len(numbers) != len(template.slots):
+        return None
+    ops = list(template.digest.ops)
+    for (i, immediate), fits, number in zip(template.slots, template.modes, numbers, strict=True):
+        values = {_MODES[m](number) for m in fits}
+        if len(values) != 1:
+            return None
+        value = values.pop()
+        t, reg, size, imm, base, idx, disp, access, scale = ops[i]
+        if immediate:
+            ops[i] = Op(t, reg, size, value, base, idx, disp, access, scale)
+        else:
+            ops[i] = Op(t, reg, size, imm, base, idx, value, access, scale)
+    insn = template.digest
+    return Digest(insn.id, insn.lock, tuple(ops), insn.written)
+
+
+def _narrow(template: _Template, numbers: list[int], insn: Digest) -> _Template | None:
+    """Keep the conversions that capstone's decoding of this instance agrees with."""
+    if len(numbers) != len(template.slots):
+        return None
+    modes = []
+    for (i, immediate), fits, number in zip(template.slots, template.modes, numbers, strict=True):
+        op = insn.ops[i]
+        value = op.imm if immediate else op.disp
+        kept = tuple(m for m in fits if _MODES[m](number) == value)
+        if not kept:
+            return None
+        modes.append(kept)
+    return template._replace(modes=tuple(modes))
 
 
 def _make(insn: x86.CsInsn) -> Digest:

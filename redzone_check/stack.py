@@ -15,12 +15,13 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 from capstone import CS_AC_WRITE
 
 from redzone_check.decode import lite_decoder
 from redzone_check.digest import OP_MEM, Digest, Op, digest
-from redzone_check.lite import branch_target, control, opcode, operands, writes_implicitly
+from redzone_check.lite import Ops, branch_target, control, opcode, operands, writes_implicitly
 from redzone_check.stackstate import NOT_ACCESSES, STORES, State, Val, is_fence, join, judge, transfer
 
 _WIDEN_AFTER = 6
@@ -108,8 +109,8 @@ class _Block:
     end: int  # one past the last instruction
     succs: list[int] = field(default_factory=list)  # block indices
     indirect: bool = False  # ends in an indirect jump
-    # (address, instruction text, digest) of the instructions that matter to the stack state
-    steps: list[tuple[int, str, Digest]] | None = None
+    # (address, digest) of the instructions that matter to the stack state
+    steps: list[tuple[int, Digest]] | None = None
 
 
 class _Analyser:
@@ -121,7 +122,8 @@ class _Analyser:
         self.relocatable = relocatable
         self.lite = lite
         self.at = {insn[0]: i for i, insn in enumerate(self.lite)}
-        self.tracked = _closure(lite)
+        self.facts = [_facts(mnemonic, op_str) for _addr, _size, mnemonic, op_str in lite]
+        self.tracked = _closure(self.facts)
         self.blocks = self._blocks()
         self.state_in: list[State | None] = [None] * len(self.blocks)
         # What the last visit of each block judged: that visit saw the block's final state.
@@ -131,23 +133,24 @@ class _Analyser:
         self._rpo: list[int] | None = None
 
     def _relevant(self, i: int) -> bool:
-        _addr, _size, mnemonic, op_str = self.lite[i]
-        return not _names(op_str).isdisjoint(self.tracked) or _always_relevant(mnemonic)
+        facts = self.facts[i]
+        return facts.always or not facts.names.isdisjoint(self.tracked)
 
     def _detail(self, i: int) -> Digest | None:
-        addr, size, _, _ = self.lite[i]
+        addr, size, mnemonic, op_str = self.lite[i]
         off = addr - self.base
-        return digest(self.code[off : off + size], addr)
+        return digest(self.code[off : off + size], addr, mnemonic, op_str)
 
     def _blocks(self) -> list[_Block]:
         lite = self.lite
         at = self.at
         leaders = {0} if lite else set()
         ends: dict[int, tuple[str, int | None]] = {}
-        for i, (addr, size, mnemonic, op_str) in enumerate(lite):
-            kind = control(opcode(mnemonic))
+        for i, facts in enumerate(self.facts):
+            kind = facts.kind
             if kind is None or kind == "call":
                 continue
+            addr, size, _mnemonic, op_str = lite[i]
             target = branch_target(op_str) if kind != "ret" else None
             if target is not None and self.relocatable and self._unrelocated(addr, size):
                 target = -1  # a branch to another function, resolved by a relocation
@@ -183,25 +186,25 @@ class _Analyser:
     def run(self) -> Analysis:
         if not self.blocks:
             return Analysis([], 0)
-        self._flow(0, State(Val(0, 0, 0)))
-        while True:
-            todo = next((b for b, s in enumerate(self.state_in) if s is None), None)
-            if todo is None:
-                break
+        # Padding or jump-table code must not blur the states the entry already gave.
+        frozen = self._flow(0, State(Val(0, 0, 0)), set())
+        for todo, state in enumerate(self.state_in):
+            if state is not None:
+                continue
             # Jump-table targets get the state at the indirect jump; code nothing
             # reaches gets a fresh %rsp base, so only %rsp-relative verdicts hold.
             seed = self.indirect.copy() if self.indirect else State(Val(-2 - todo, 0, 0))
-            # Padding or jump-table code must not blur the states the entry already gave.
-            frozen = {b for b, s in enumerate(self.state_in) if s is not None}
-            self._flow(todo, seed, frozen)
+            frozen |= self._flow(todo, seed, frozen)
         return self._verdicts()
 
-    def _flow(self, start: int, seed: State, frozen: set[int] | frozenset[int] = frozenset()) -> None:
+    def _flow(self, start: int, seed: State, frozen: set[int]) -> set[int]:
+        """Run the blocks reachable from `start` (but not `frozen`) to a fixed point; those blocks."""
         # Blocks in reverse postorder: a block is visited after its predecessors, so loops
         # settle in a few passes instead of chasing every change depth-first.
         order = self._order()
         work = [(order[start], start)]
         queued = {start}
+        reached = {start}
         self._merge_into(start, seed)
         while work:
             _, b = heapq.heappop(work)
@@ -218,6 +221,8 @@ class _Analyser:
                 if succ not in frozen and self._merge_into(succ, out) and succ not in queued:
                     heapq.heappush(work, (order[succ], succ))
                     queued.add(succ)
+                    reached.add(succ)
+        return reached
 
     def _order(self) -> list[int]:
         if self._rpo is None:
@@ -237,7 +242,7 @@ class _Analyser:
             self._rpo = [rank.get(b, len(rank) + b) for b in range(len(self.blocks))]
         return self._rpo
 
-    def _steps(self, block: _Block) -> list[tuple[int, str, Digest]]:
+    def _steps(self, block: _Block) -> list[tuple[int, Digest]]:
         if block.steps is None:
             block.steps = []
             for i in range(block.start, block.end):
@@ -245,14 +250,14 @@ class _Analyser:
                     continue
                 insn = self._detail(i)
                 if insn is not None:
-                    addr, _size, mnemonic, op_str = self.lite[i]
-                    block.steps.append((addr, f"{mnemonic} {op_str}".strip(), insn))
+                    block.steps.append((self.lite[i][0], insn))
         return block.steps
 
     def _run_block(self, block: _Block, st: State, found: list[Access]) -> int:
         unknown = 0
-        for addr, text, insn in self._steps(block):
-            unknown += _judge_all(insn, addr, text, st, found, self._text_at)
+        for addr, insn in self._steps(block):
+            if insn.id not in NOT_ACCESSES:
+                unknown += _judge_all(insn, addr, st, found, self._text_at)
             transfer(insn, st, fresh=addr + 1)
         return unknown
 
@@ -294,7 +299,24 @@ class _Analyser:
         return Analysis(accesses, unknown)
 
 
-def _closure(lite: Lite) -> frozenset[str]:
+class _Facts(NamedTuple):
+    """What the lite text of one instruction says, read once per distinct text."""
+
+    kind: str | None  # control(): call, ret, jmp, jcc or None
+    names: frozenset[str]  # the registers it names, in or out of a memory operand
+    always: bool  # push, pop, call, leave, enter, or it writes registers it does not name
+    edges: tuple[tuple[str, str], ...]  # ("", reg): reg holds a stack address after it
+
+
+@lru_cache(maxsize=1 << 16)
+def _facts(mnemonic: str, op_str: str) -> _Facts:
+    op = opcode(mnemonic)
+    ops = operands(op_str)
+    always = op.startswith(("push", "pop", "call", "leave", "enter")) or writes_implicitly(op)
+    return _Facts(control(op), ops.outside | ops.inside, always, _edges(op, ops))
+
+
+def _closure(facts: list[_Facts]) -> frozenset[str]:
     """Registers that can ever hold a stack address (a sound over-approximation).
 
     Flow-insensitive: a graph of "may carry a value to" edges between registers, searched
@@ -302,8 +324,8 @@ def _closure(lite: Lite) -> frozenset[str]:
     """
     edges: dict[str, set[str]] = {}
     roots = ["rsp"]
-    for _addr, _size, mnemonic, op_str in lite:
-        for src, dst in _edges(mnemonic, op_str):
+    for fact in facts:
+        for src, dst in fact.edges:
             if src == "":
                 roots.append(dst)
             else:
@@ -318,10 +340,7 @@ def _closure(lite: Lite) -> frozenset[str]:
     return frozenset(tracked)
 
 
-@lru_cache(maxsize=65536)
-def _edges(mnemonic: str, op_str: str) -> tuple[tuple[str, str], ...]:
-    op = opcode(mnemonic)
-    ops = operands(op_str)
+def _edges(op: str, ops: Ops) -> tuple[tuple[str, str], ...]:
     found: set[tuple[str, str]] = set()
     if op.startswith("enter"):
         found.add(("", "rbp"))
@@ -336,23 +355,9 @@ def _edges(mnemonic: str, op_str: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(found))
 
 
-@lru_cache(maxsize=65536)
-def _names(op_str: str) -> frozenset[str]:
-    ops = operands(op_str)
-    return ops.outside | ops.inside
-
-
-@lru_cache(maxsize=4096)
-def _always_relevant(mnemonic: str) -> bool:
-    op = opcode(mnemonic)
-    return op.startswith(("push", "pop", "call", "leave", "enter")) or writes_implicitly(op)
-
-
 def _judge_all(
-    insn: Digest, address: int, text: str, st: State, found: list[Access], text_at: Callable[[int], str]
+    insn: Digest, address: int, st: State, found: list[Access], text_at: Callable[[int], str]
 ) -> int:
-    if insn.id in NOT_ACCESSES:
-        return 0
     unknown = 0
     for op in insn.ops:
         if op.type != OP_MEM:
@@ -363,7 +368,7 @@ def _judge_all(
         elif verdict is not None:
             write = bool(op.access & CS_AC_WRITE) or insn.id in STORES
             kind = "write" if write else "read"
-            found.append(Access(address, text, kind, verdict, op.size, is_fence(insn)))
+            found.append(Access(address, text_at(address), kind, verdict, op.size, is_fence(insn)))
             _address_of(op, st, found, text_at)
     return unknown
 

@@ -1,0 +1,119 @@
+"""Instructions built from a template are exactly what capstone's detailed decoding says.
+
+`digest()` decodes the first instruction of each shape with capstone and builds the others
+from that template and the numbers of their lite text. The oracle is capstone itself: for every
+distinct encoding in the code of real archives (libc.a, libgcc.a, OCaml's libasmrun.a), the
+templated digest must equal the detailed one, field by field.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import require_tool
+
+from redzone_check import digest as digest_module
+from redzone_check.archive import iter_members
+from redzone_check.decode import lite_decoder
+from redzone_check.digest import detailed, digest
+from redzone_check.elf import ElfFile, NotApplicable
+
+
+def _gcc_file(name: str) -> Path:
+    require_tool("gcc")
+    out = subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True, text=True, check=True)
+    path = Path(out.stdout.strip())
+    if not path.is_absolute():
+        pytest.fail(f"gcc does not know {name} (install libc6-dev)")
+    return path
+
+
+def _ocaml_runtime() -> Path:
+    require_tool("ocamlopt")
+    out = subprocess.run(["ocamlopt", "-where"], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip()) / "libasmrun.a"
+
+
+def _instructions(archive: Path) -> Iterator[tuple[bytes, int, str, str]]:
+    data = memoryview(archive.read_bytes())
+    for member in iter_members(data):
+        try:
+            elf = ElfFile(member.data)
+        except NotApplicable:
+            continue
+        for section in elf.sections:
+            if not section.executable:
+                continue
+            code = bytes(elf.section_data(section))
+            for address, size, mnemonic, op_str in lite_decoder().disasm_lite(code, 0):
+                if mnemonic != ".byte":  # data capstone skipped over; never decoded in detail
+                    yield code[address : address + size], address, mnemonic, op_str
+
+
+@pytest.fixture(autouse=True)
+def _empty_caches() -> Iterator[None]:
+    digest_module._cache.clear()
+    digest_module._templates.clear()
+    yield
+    digest_module._cache.clear()
+    digest_module._templates.clear()
+
+
+@pytest.mark.parametrize("archive", ["libc.a", "libgcc.a", "libasmrun.a"])
+def test_templated_digests_equal_capstone_on_real_archives(archive: str) -> None:
+    path = _ocaml_runtime() if archive == "libasmrun.a" else _gcc_file(archive)
+    checked = 0
+    mismatches = []
+    for raw, address, mnemonic, op_str in _instructions(path):
+        if raw in digest_module._cache:
+            continue
+        got = digest(raw, address, mnemonic, op_str)
+        want = detailed(raw, address)
+        checked += 1
+        if got != want and len(mismatches) < 5:
+            mismatches.append((mnemonic, op_str, raw.hex(), got, want))
+    assert checked > 1000
+    assert not mismatches
+    # The point of templates: far fewer detailed decodings than distinct encodings.
+    templates = sum(len(t) for t in digest_module._templates.values())
+    assert templates < checked / 2
+
+
+def _one(hex_bytes: str) -> tuple[bytes, int, str, str]:
+    raw = bytes.fromhex(hex_bytes)
+    ((address, size, mnemonic, op_str),) = list(lite_decoder().disasm_lite(raw, 0x1000))
+    assert size == len(raw)
+    return raw, address, mnemonic, op_str
+
+
+def test_numbers_of_a_shape_come_from_the_text() -> None:
+    first = _one("488944240c")  # movq %rax, 0xc(%rsp)
+    second = _one("48894424f0")  # movq %rax, -0x10(%rsp)
+    digest(*first)
+    got = digest(*second)
+    assert got == detailed(second[0], second[1])
+    assert got is not None and got.ops[1].disp == -0x10
+    assert len(digest_module._templates) == 1
+
+
+def test_one_text_from_two_encodings_gets_two_templates() -> None:
+    # jne with a rel8 and with a rel32: capstone gives their targets different sizes.
+    short = _one("7510")
+    near = _one("0f8510000000")
+    for raw, address, mnemonic, op_str in (short, near):
+        assert digest(raw, address, mnemonic, op_str) == detailed(raw, address)
+    assert sum(len(t) for t in digest_module._templates.values()) == 2
+
+
+def test_a_number_whose_conversion_is_not_yet_known_is_decoded() -> None:
+    # `andl $0x10, %eax` reads the same at every width; `andl $0xfffffff0, %eax` (the same
+    # encoding, imm8 -16) does not, so capstone decides it and the template learns the width.
+    small = _one("83e010")
+    wide = _one("83e0f0")
+    for raw, address, mnemonic, op_str in (small, wide):
+        assert digest(raw, address, mnemonic, op_str) == detailed(raw, address)
+    ((template,),) = digest_module._templates.values()
+    assert all(len(fits) < 4 for fits in template.modes)
