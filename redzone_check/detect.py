@@ -38,7 +38,7 @@ def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
         lite = decode(code, fn.offset)
         if prefilter and not may_use_red_zone(lite):
             continue
-        analysis = analyse(code, fn.offset, relocatable, lite)
+        analysis = analyse(code, fn.offset, relocatable, lite, prefilter)
         if analysis.unknown:
             unknown += 1
         red_zone: list[Instruction] = []

@@ -52,16 +52,25 @@ def decode(code: bytes | memoryview, base: int) -> Lite:
 
 
 def analyse(
-    code: bytes | memoryview, base: int, relocatable: bool = False, lite: Lite | None = None
+    code: bytes | memoryview,
+    base: int,
+    relocatable: bool = False,
+    lite: Lite | None = None,
+    prefilter: bool = True,
 ) -> Analysis:
     """Decode `code` (one function, placed at `base`) and find accesses below the current %rsp.
 
     In a relocatable object a branch to another function is a rel32 of zero
     waiting for its relocation; it is a tail call, not a jump to the next instruction.
-    `lite` is `decode(code, base)` when the caller already has it.
+    `lite` is `decode(code, base)` when the caller already has it. With `prefilter`, a function
+    that cannot reach below %rsp (`_may_access_below`) is not analysed.
     """
     raw = bytes(code)
-    return _Analyser(raw, base, relocatable, lite if lite is not None else decode(raw, base)).run()
+    lite = lite if lite is not None else decode(raw, base)
+    facts = [_facts(mnemonic, op_str) for _addr, _size, mnemonic, op_str in lite]
+    if prefilter and not _may_access_below(facts):
+        return Analysis([], 0)
+    return _Analyser(raw, base, relocatable, lite, facts).run()
 
 
 def may_use_red_zone(lite: Lite) -> bool:
@@ -116,14 +125,14 @@ class _Block:
 class _Analyser:
     """Dataflow over basic blocks, decoding in detail only instructions that matter."""
 
-    def __init__(self, code: bytes, base: int, relocatable: bool, lite: Lite) -> None:
+    def __init__(self, code: bytes, base: int, relocatable: bool, lite: Lite, facts: list[_Facts]) -> None:
         self.code = code
         self.base = base
         self.relocatable = relocatable
         self.lite = lite
         self.at = {insn[0]: i for i, insn in enumerate(self.lite)}
-        self.facts = [_facts(mnemonic, op_str) for _addr, _size, mnemonic, op_str in lite]
-        self.tracked = _closure(self.facts)
+        self.facts = facts
+        self.tracked = _closure(facts, index_registers=True)
         self.blocks = self._blocks()
         self.state_in: list[State | None] = [None] * len(self.blocks)
         # What the last visit of each block judged: that visit saw the block's final state.
@@ -305,7 +314,10 @@ class _Facts(NamedTuple):
     kind: str | None  # control(): call, ret, jmp, jcc or None
     names: frozenset[str]  # the registers it names, in or out of a memory operand
     always: bool  # push, pop, call, leave, enter, or it writes registers it does not name
-    edges: tuple[tuple[str, str], ...]  # ("", reg): reg holds a stack address after it
+    carries: tuple[tuple[str, str], ...]  # (a, b): a stack address in a may reach b; ("", b): b gets one
+    beside: tuple[tuple[str, str], ...]  # registers together in one memory address
+    derefs: frozenset[str]  # registers in the address of a memory access (not a lea's)
+    below: bool  # an access through %rsp with a negative displacement or an index register
 
 
 @lru_cache(maxsize=1 << 16)
@@ -313,19 +325,49 @@ def _facts(mnemonic: str, op_str: str) -> _Facts:
     op = opcode(mnemonic)
     ops = operands(op_str)
     always = op.startswith(("push", "pop", "call", "leave", "enter")) or writes_implicitly(op)
-    return _Facts(control(op), ops.outside | ops.inside, always, _edges(op, ops))
+    beside = tuple((a, b) for a in sorted(ops.inside) for b in sorted(ops.inside) if a != b)
+    lea = op.startswith("lea")
+    derefs = frozenset() if lea else ops.inside
+    below = not lea and ops.base == "rsp" and _below_rsp(op_str)
+    return _Facts(control(op), ops.outside | ops.inside, always, _carries(op, ops), beside, derefs, below)
 
 
-def _closure(facts: list[_Facts]) -> frozenset[str]:
+def _below_rsp(op_str: str) -> bool:
+    paren = op_str.find("(%")
+    if paren < 0:
+        return False
+    after = op_str.find(",", paren)
+    if after >= 0 and after < op_str.find(")", paren):
+        return True  # an index register, whose known value may be negative
+    return op_str[:paren].split(",")[-1].lstrip().startswith(("-", "%fs:-", "%gs:-"))
+
+
+def _may_access_below(facts: list[_Facts]) -> bool:
+    """Whether the analysis could find anything: the function dereferences a register that may
+    hold a stack address, or accesses %rsp with a negative displacement or an index. Sound: a
+    verdict needs one of these (the others are never judged), so skipping the rest changes no result.
+    """
+    if any(fact.below for fact in facts):
+        return True
+    derefs: set[str] = set()
+    for fact in facts:
+        derefs |= fact.derefs
+    derefs.discard("rsp")
+    return bool(derefs) and not derefs.isdisjoint(_closure(facts, index_registers=False))
+
+
+def _closure(facts: list[_Facts], index_registers: bool) -> frozenset[str]:
     """Registers that can ever hold a stack address (a sound over-approximation).
 
     Flow-insensitive: a graph of "may carry a value to" edges between registers, searched
-    from %rsp, so each instruction is read once whatever the length of the chains.
+    from %rsp, so each instruction is read once whatever the length of the chains. With
+    `index_registers`, also the registers used beside them in an address: the analysis tracks
+    their constant bounds, which decide the verdict.
     """
     edges: dict[str, set[str]] = {}
     roots = ["rsp"]
     for fact in facts:
-        for src, dst in fact.edges:
+        for src, dst in fact.carries + fact.beside if index_registers else fact.carries:
             if src == "":
                 roots.append(dst)
             else:
@@ -340,12 +382,10 @@ def _closure(facts: list[_Facts]) -> frozenset[str]:
     return frozenset(tracked)
 
 
-def _edges(op: str, ops: Ops) -> tuple[tuple[str, str], ...]:
+def _carries(op: str, ops: Ops) -> tuple[tuple[str, str], ...]:
     found: set[tuple[str, str]] = set()
     if op.startswith("enter"):
         found.add(("", "rbp"))
-    # A register next to a stack address: its constant lower bound decides the verdict.
-    found.update((a, b) for a in ops.inside for b in ops.inside if a != b)
     if ops.dest is not None:
         found.update((src, ops.dest) for src in ops.outside if src != ops.dest)
         if op.startswith("lea") and ops.base is not None and ops.base != ops.dest:
