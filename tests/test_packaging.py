@@ -103,3 +103,30 @@ def test_installed_cli_finds_red_zone_in_a_compiled_object(venv: Path, tmp_path:
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "copy_and_pick" in proc.stdout
+
+
+COMPILED = ("stack", "stackstate", "digest", "lite")  # setup.py's list
+
+
+def test_wheel_compiles_the_analysis_with_mypyc(wheel_names: list[str]) -> None:
+    for module in COMPILED:
+        assert any(
+            name.startswith(f"redzone_check/{module}.cpython-") and name.endswith(".so")
+            for name in wheel_names
+        ), f"{module} was not compiled (is a C compiler and Python.h available?)"
+        assert f"redzone_check/{module}.py" in wheel_names  # the source stays beside it
+
+
+def test_compiled_engine_finds_exactly_what_the_python_sources_find(venv: Path, tmp_path: Path) -> None:
+    python = venv / "bin" / "python"
+    probe = "import redzone_check.stack as s, redzone_check.digest as d; print(s.__file__, d.__file__)"
+    for path in run([python, "-c", probe], cwd=venv).stdout.split():
+        assert path.endswith(".so"), f"{path} is not the compiled module"
+    libgcc = Path(run(["gcc", "-print-libgcc-file-name"]).stdout.strip())
+    args = ["--no-cache", "--format", "json", "--no-prefilter", str(libgcc)]
+
+    compiled = run([venv / "bin" / "redzone-check", *args], cwd=tmp_path, check=False)
+    pure = run([sys.executable, "-m", "redzone_check.cli", *args], cwd=tmp_path, check=False)
+
+    assert compiled.returncode == pure.returncode == 1, compiled.stderr + pure.stderr
+    assert compiled.stdout == pure.stdout

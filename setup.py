@@ -1,0 +1,46 @@
+"""Build hook: compile the stack analysis' inner loop with mypyc when a wheel is built.
+
+Everything else is declared in pyproject.toml. The analysis modules are strictly typed Python;
+compiled they run the same code about a fifth faster (README, "Speed"). The wheel stays correct
+without them: when no C compiler is found the extensions are skipped and the Python sources run.
+
+- `pip install .` and `python -m build` compile; set REDZONE_CHECK_COMPILE=0 to build pure Python.
+- An editable install (`pip install -e .`) never compiles: a compiled copy beside the sources would
+  shadow every later edit of them.
+- REDZONE_CHECK_COMPILE=1 makes a failed compilation an error instead of a fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from setuptools import setup
+
+COMPILED = [
+    "redzone_check/stack.py",
+    "redzone_check/stackstate.py",
+    "redzone_check/digest.py",
+    "redzone_check/lite.py",
+]
+_BUILDS = {"bdist_wheel", "build", "build_ext", "install"}
+
+
+def _extensions() -> list[Any]:
+    choice = os.environ.get("REDZONE_CHECK_COMPILE", "auto")
+    if choice == "0" or not _BUILDS.intersection(sys.argv):
+        return []  # metadata, sdist or editable builds
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        if choice == "1":
+            raise
+        return []
+    extensions = mypycify(COMPILED, opt_level="3", debug_level="0")
+    for extension in extensions:
+        extension.optional = choice != "1"
+    return list(extensions)
+
+
+setup(ext_modules=_extensions())
