@@ -86,8 +86,17 @@ def code_bytes(paths: Sequence[str]) -> int:
 
 
 def rc_command(paths: Sequence[str], *extra: str) -> list[str]:
-    exe = shutil.which("redzone-check") or sys.exit("redzone-check is not installed (pip install -e .)")
+    exe = shutil.which("redzone-check") or sys.exit("redzone-check is not installed (pip install .)")
     return [exe, "--quiet", "--format", "json", *extra, *paths]
+
+
+def engine_build() -> str:
+    """Whether the installed engine is the mypyc-compiled wheel or the Python sources."""
+    script = Path(rc_command([])[0])
+    python = script.read_text(errors="replace").splitlines()[0].removeprefix("#!").strip()
+    probe = "import redzone_check.stack as s; print(s.__file__)"
+    where = _output([python, "-c", probe]) if Path(python).is_file() else ""
+    return "compiled with mypyc" if where.endswith(".so") else "Python sources (pip install -e .)"
 
 
 def measure(name: str, paths: Sequence[str], runs: int, objdump: bool = True) -> Row:
@@ -174,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(
         f"redzone-check vs objdump -d, best of {args.runs}, {os.cpu_count()} CPUs, "
-        f"load {os.getloadavg()[0]:.1f}\n"
+        f"load {os.getloadavg()[0]:.1f}, engine {engine_build()}\n"
     )
     print("| input | files | code MB | redzone-check s | objdump -d s | ratio | MB/s | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
