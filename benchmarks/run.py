@@ -95,7 +95,10 @@ def engine_build() -> str:
     script = Path(rc_command([])[0])
     python = script.read_text(errors="replace").splitlines()[0].removeprefix("#!").strip()
     probe = "import redzone_check.stack as s; print(s.__file__)"
-    where = _output([python, "-c", probe]) if Path(python).is_file() else ""
+    if not Path(python).is_file():
+        return "unknown"
+    # Not from the checkout: `python -c` puts the working directory first on sys.path.
+    where = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd="/").stdout.strip()
     return "compiled with mypyc" if where.endswith(".so") else "Python sources (pip install -e .)"
 
 
