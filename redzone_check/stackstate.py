@@ -7,8 +7,6 @@ unknown. Plain numbers (index registers with known bounds) use the CONST epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from capstone import CS_AC_WRITE, x86
 
 from redzone_check.digest import OP_IMM, OP_REG, Digest, Op
@@ -61,24 +59,62 @@ NOT_ACCESSES = frozenset(
 _CALLER_SAVED = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11")
 
 
-@dataclass(frozen=True)
+# Val and State are plain classes rather than dataclasses: compiled by mypyc they become native
+# classes whose constructor and __eq__ are C, and the analysis makes millions of them.
 class Val:
-    """An interval [lo, hi] of byte offsets from the base `epoch`."""
+    """An interval [lo, hi] of byte offsets from the base `epoch`. Never mutated."""
 
-    epoch: int
-    lo: int
-    hi: int
+    __slots__ = ("epoch", "hi", "lo")
+
+    def __init__(self, epoch: int, lo: int, hi: int) -> None:
+        self.epoch = epoch
+        self.lo = lo
+        self.hi = hi
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Val):
+            return NotImplemented
+        return self.epoch == other.epoch and self.lo == other.lo and self.hi == other.hi
+
+    def __hash__(self) -> int:
+        return hash((self.epoch, self.lo, self.hi))
+
+    def __repr__(self) -> str:
+        return f"Val({self.epoch}, {self.lo}, {self.hi})"
 
     def add(self, k: int) -> Val:
         return Val(self.epoch, _sat(self.lo + k), _sat(self.hi + k))
 
 
-@dataclass
 class State:
-    rsp: Val
-    regs: dict[str, Val] = field(default_factory=dict)  # other registers holding stack addresses
-    alloca: str | None = None  # register whose value was just subtracted from %rsp
-    origin: dict[str, int] = field(default_factory=dict)  # register -> the lea that made it
+    __slots__ = ("alloca", "origin", "regs", "rsp")
+
+    def __init__(
+        self,
+        rsp: Val,
+        regs: dict[str, Val] | None = None,
+        alloca: str | None = None,
+        origin: dict[str, int] | None = None,
+    ) -> None:
+        self.rsp = rsp
+        self.regs = regs if regs is not None else {}  # other registers holding stack addresses
+        self.alloca = alloca  # register whose value was just subtracted from %rsp
+        self.origin = origin if origin is not None else {}  # register -> the lea that made it
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        return (
+            self.rsp == other.rsp
+            and self.regs == other.regs
+            and self.alloca == other.alloca
+            and self.origin == other.origin
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"State({self.rsp!r}, {self.regs!r}, {self.alloca!r}, {self.origin!r})"
 
     def copy(self) -> State:
         return State(self.rsp, dict(self.regs), self.alloca, dict(self.origin))
