@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -112,14 +112,16 @@ def _stack_operand_may_matter(mnemonic: str, op_str: str) -> bool:
     return False
 
 
-@dataclass
 class _Block:
-    start: int  # index into the lite list
-    end: int  # one past the last instruction
-    succs: list[int] = field(default_factory=list)  # block indices
-    indirect: bool = False  # ends in an indirect jump
-    # (address, digest) of the instructions that matter to the stack state
-    steps: list[tuple[int, Digest]] | None = None
+    __slots__ = ("end", "indirect", "start", "steps", "succs")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start  # index into the lite list
+        self.end = end  # one past the last instruction
+        self.succs: list[int] = []  # block indices
+        self.indirect = False  # ends in an indirect jump
+        # (address, digest) of the instructions that matter to the stack state
+        self.steps: list[tuple[int, Digest]] | None = None
 
 
 class _Analyser:
