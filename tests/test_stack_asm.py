@@ -83,6 +83,13 @@ YES = [
         "ret\n mov %rdi,-0x20(%rsp)\n ret",
         [("write", -0x20, "RZ001")],
     ),
+    # Only the known negative index puts it below %rsp: the prefilter must not skip it.
+    ("negative_constant_index", "mov $-2,%rcx\n mov %rax,0x8(%rsp,%rcx,8)\n ret", [("write", -0x8, "RZ001")]),
+    (
+        "lea_then_dereference",
+        "lea -0x20(%rsp),%rdx\n mov %rdi,(%rdx)\n ret",
+        [("address", -0x20, "RZ001"), ("write", -0x20, "RZ001")],
+    ),
     (
         "rbp_frame_after_branch_merge",
         "push %rbp\n mov %rsp,%rbp\n test %edi,%edi\n jne 1f\n nop\n1: mov %esi,-0x4(%rbp)\n pop %rbp\n ret",
@@ -109,6 +116,9 @@ NO = [
     ),
     ("caller_rbp_is_not_a_stack_register", "mov -0x8(%rbp),%rax\n ret"),
     ("tail_call_after_epilogue", "push %rbx\n pop %rbx\n jmp g"),
+    # A stack address passed on but never dereferenced here: the function is not even analysed.
+    ("stack_address_only_passed_on", "sub $0x18,%rsp\n lea 0x8(%rsp),%rdi\n call g\n add $0x18,%rsp\n ret"),
+    ("clobbered_before_use", "lea -0x8(%rsp),%rdi\n call g\n mov -0x8(%rdi),%rax\n ret"),
 ]
 
 
