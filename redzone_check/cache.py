@@ -24,7 +24,7 @@ import capstone
 
 from redzone_check import __version__
 
-LAYOUT = "v1"
+LAYOUT = "v2"  # v2: entries hold symbols, and calls without call-site lines
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _MAGIC = b"RZC1"
 _DIGEST = 32

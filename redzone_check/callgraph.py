@@ -1,102 +1,32 @@
-"""Direct calls, tail jumps and OCaml `caml_c_call` edges, merged over every object of a run.
+"""The calls of a run, resolved the way a static link would see them.
 
-Scan workers turn each object into an `ObjectCalls` value (plain tuples, cheap to
-pickle); the run merges them into one `CallGraph`, where local symbols resolve only
-inside their own object and global ones across objects and archives.
+Local symbols resolve only inside their own object, global ones across objects and archives. Every
+object's symbols are known up front (`add_symbols`, from its symbol table), but its calls cost a
+decoding of its code, so they are read through a `CallSource` only for objects that hold a function
+within reach of OCaml code or a declared stub (`near_ocaml`), the only part the reach search walks:
+on all the archives of a system, 2,400 objects of 16,000. Call-site lines (DWARF) are read only for
+the calls a reported chain starts with.
 """
 
 from __future__ import annotations
 
-import re
-import struct
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-import capstone
-
-from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
-
-ET_REL = 1
-SHT_RELA = 4
-STT_SECTION = 3
-# Relocations whose value is relative to the place they patch (S + A - P).
-_PC_RELATIVE = frozenset({2, 4, 9, 24, 41, 42})  # PC32 PLT32 GOTPCREL PC64 GOTPCRELX REX_GOTPCRELX
-_RELA = struct.Struct("<QQq")
-# ocamlopt calls allocating externals through these runtime trampolines, with the stub in %rax.
-C_CALL_TRAMPOLINES = frozenset({"caml_c_call", "caml_c_call_stack_args"})
-_IMMEDIATE = re.compile(r"^(0x[0-9a-f]+|\d+)$")  # capstone prints small values in decimal
-_RIP_DISPLACEMENT = re.compile(r"\[rip ([+-]) (0x[0-9a-f]+|\d+)\]")
-
-
-class SectionLike(Protocol):
-    @property
-    def index(self) -> int: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def type(self) -> int: ...
-    @property
-    def addr(self) -> int: ...
-    @property
-    def info(self) -> int: ...
-
-
-class SymbolLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> int: ...
-    @property
-    def type(self) -> int: ...
-    @property
-    def bind(self) -> int: ...
-    @property
-    def shndx(self) -> int: ...
-
-
-class ElfLike(Protocol):
-    """What `redzone_check.elf.ElfFile` offers."""
-
-    type: int
-
-    @property
-    def sections(self) -> Sequence[SectionLike]: ...
-    def section_data(self, section: Any) -> memoryview: ...
-    def symbols(self) -> Sequence[SymbolLike]: ...
-
-
-class FunctionLike(Protocol):
-    """What `redzone_check.functions.Function` offers."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def aliases(self) -> tuple[str, ...]: ...
-    @property
-    def section_index(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def is_global(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class ObjectCalls:
-    defined: tuple[tuple[str, bool], ...]  # (symbol, is_global) for each function defined in the object
-    edges: tuple[tuple[str, str, str], ...]  # (caller, callee, kind): "call", "tail" or "caml_c_call"
-    aliases: tuple[tuple[str, str], ...] = ()  # (alias, primary symbol)
-    ocaml_units: tuple[str, ...] = ()
-    # (caller, callee, section index, section offset) of the first call from OCaml code into
-    # non-OCaml code; turned into (caller, callee, file, line) by `with_site_lines`.
-    sites: tuple[tuple[str, str, int, int], ...] = ()
-    site_lines: tuple[tuple[str, str, str, int], ...] = ()
-
+from redzone_check.attribution.ocaml_units import is_ocaml_symbol
+from redzone_check.calls import ObjectCalls, ObjectSymbols
 
 Node = tuple[str, str]  # (object key, primary symbol); object key "" for symbols defined nowhere scanned
+CallSite = tuple[str, str, int, int]  # (caller, callee, section index, section offset)
+SiteLine = tuple[str, str, str, int]  # (caller, callee, file, line)
+_NO_UNITS: set[str] = set()
+
+
+class CallSource(Protocol):
+    def calls(self, keys: Sequence[str]) -> Iterable[tuple[str, ObjectCalls]]: ...
+    def site_lines(self, key: str, sites: tuple[CallSite, ...]) -> tuple[SiteLine, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -106,241 +36,130 @@ class Caller:
     ocaml: bool
 
 
-def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls:
-    symbols = elf.symbols()
-    relocatable = elf.type == ET_REL
-    sections = {s.index: s for s in elf.sections}
-    starts: dict[int, list[FunctionLike]] = defaultdict(list)
-    primary: dict[str, str] = {}
-    for f in functions:
-        starts[f.section_index].append(f)
-        primary[f.name] = f.name
-        for alias in f.aliases:
-            primary.setdefault(alias, f.name)
-    for group in starts.values():
-        group.sort(key=lambda f: f.offset)
-    relocs = _relocations(elf) if relocatable else {}
+class _Object:
+    """One object of the graph: its symbols always, its calls once loaded (`out` is then set)."""
 
-    def function_at(shndx: int, offset: int) -> FunctionLike | None:
-        group = starts.get(shndx, [])
-        lo, hi = 0, len(group)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if group[mid].offset <= offset:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo and offset < group[lo - 1].offset + max(group[lo - 1].size, 1):
-            return group[lo - 1]
-        return None
+    __slots__ = ("aliases", "defined", "exported", "lines", "names", "out", "site_lines", "sites", "units")
 
-    def by_address(address: int) -> FunctionLike | None:
-        for s in sections.values():
-            if s.index in starts and s.addr <= address:
-                found = function_at(s.index, address - s.addr)
-                if found is not None:
-                    return found
-        return None
+    def __init__(self, symbols: ObjectSymbols) -> None:
+        self.defined = tuple(name for name, _ in symbols.defined)
+        self.exported = tuple(name for name, is_global in symbols.defined if is_global)
+        self.aliases = symbols.aliases
+        self.units = set(symbols.ocaml_units) if symbols.ocaml_units else _NO_UNITS
+        self.names: dict[str, str] | None = None
+        # Caller (as its primary symbol) -> (callee as the code names it, kind).
+        self.out: dict[str, list[tuple[str, str]]] | None = None
+        self.sites: tuple[CallSite, ...] = ()
+        self.site_lines: tuple[SiteLine, ...] = ()
+        self.lines: dict[tuple[str, str], tuple[str, int]] | None = None
 
-    def symbol_target(sym_index: int, rtype: int, addend: int, pc_bias: int) -> str | None:
-        if not 0 < sym_index <= len(symbols):
-            return None
-        sym = symbols[sym_index - 1]
-        if sym.shndx == 0:
-            return sym.name or None
-        if sym.type == STT_SECTION or not sym.name:
-            offset = sym.value + addend + (pc_bias if rtype in _PC_RELATIVE else 0)
-            target = function_at(sym.shndx, offset)
-            return target.name if target is not None and target.offset == offset else None
-        return primary.get(sym.name, sym.name)
+    def local_names(self) -> dict[str, str]:
+        """Symbol -> primary symbol, for every name a call from this object resolves to locally."""
+        if self.names is None:
+            names = {name: name for name in self.defined}
+            names.update({alias: target for alias, target in self.aliases if target in names})
+            self.names = names
+        return self.names
 
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    edges: set[tuple[str, str, str]] = set()
-    units = tuple(sorted(ocaml_unit_names(s.name for s in symbols)))
-    unit_set = set(units)
-    sites: dict[tuple[str, str], tuple[int, int]] = {}
-
-    def site(caller: FunctionLike, callee: str, address: int) -> None:
-        if is_ocaml_symbol(caller.name, unit_set) and not is_ocaml_symbol(callee, unit_set):
-            offset = address if relocatable else address - sections[caller.section_index].addr
-            sites.setdefault((caller.name, callee), (caller.section_index, offset))
-
-    for f in functions:
-        section = sections.get(f.section_index)
-        if section is None or f.size <= 0:
-            continue
-        code = bytes(elf.section_data(section)[f.offset : f.offset + f.size])
-        base = f.offset if relocatable else section.addr + f.offset
-        section_relocs = relocs.get(f.section_index, {})
-        in_rax: str | None = None
-        for address, size, mnemonic, operands in md.disasm_lite(code, base):
-            end = address + size
-            target: str | None = None
-            reloc = None
-            if section_relocs:
-                at = address if relocatable else address - section.addr
-                reloc = next(
-                    (section_relocs[o] for o in range(at + 1, at + size) if o in section_relocs), None
-                )
-                if reloc is not None:
-                    target = symbol_target(reloc[0], reloc[1], reloc[2], end - reloc[3])
-            branch = mnemonic == "call" or mnemonic.startswith("j")
-            if branch:
-                if target is None and _IMMEDIATE.match(operands):
-                    destination = int(operands, 0)
-                    callee = (
-                        function_at(f.section_index, destination) if relocatable else by_address(destination)
-                    )
-                    target = None if callee is None or callee is f else callee.name
-                if target is not None and target != f.name:
-                    kind = "call" if mnemonic == "call" else "tail"
-                    edges.add((f.name, target, kind))
-                    site(f, target, address)
-                    if target in C_CALL_TRAMPOLINES and in_rax is not None:
-                        edges.add((f.name, in_rax, "caml_c_call"))
-                        site(f, in_rax, address)
-                if mnemonic == "call":
-                    in_rax = None
-            elif operands.startswith(("rax,", "eax,")):
-                in_rax = target
-                if in_rax is None and not relocatable and mnemonic == "lea":
-                    in_rax = _rip_relative_function(operands, end, by_address)
-    defined = tuple((f.name, f.is_global) for f in functions)
-    aliases = tuple((alias, f.name) for f in functions for alias in f.aliases)
-    found = tuple(sorted((a, b, shndx, off) for (a, b), (shndx, off) in sites.items()))
-    return ObjectCalls(defined, tuple(sorted(edges)), aliases, units, found)
-
-
-def with_site_lines(calls: ObjectCalls, data: bytes | memoryview) -> ObjectCalls:
-    """Source lines of the OCaml call sites, from the object's DWARF when it has any (-g)."""
-    if not calls.sites:
-        return calls
-    import io
-
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
-    from redzone_check.attribution.lines import LineTable
-    from redzone_check.errors import InputError
-
-    try:
-        table = LineTable.from_elf(ELFFile(io.BytesIO(bytes(data))))
-        if table is None:
-            return calls
-        lines = []
-        for caller, callee, shndx, offset in calls.sites:
-            info = table.lookup(shndx, offset)
-            if info is not None:
-                lines.append((caller, callee, info.file, info.line))
-    except (InputError, ELFError, ValueError, OSError):
-        return calls  # attribution is best effort; detection already happened
-    return replace(calls, site_lines=tuple(lines))
-
-
-def _rip_relative_function(
-    operands: str, end: int, by_address: Callable[[int], FunctionLike | None]
-) -> str | None:
-    match = _RIP_DISPLACEMENT.search(operands)
-    if match is None:
-        return None
-    displacement = int(match.group(2), 0) * (-1 if match.group(1) == "-" else 1)
-    found = by_address(end + displacement)
-    return found.name if found is not None else None
-
-
-def _relocations(elf: ElfLike) -> dict[int, dict[int, tuple[int, int, int, int]]]:
-    """Per patched section: offset -> (symbol index, type, addend, offset) of each RELA entry."""
-    out: dict[int, dict[int, tuple[int, int, int, int]]] = {}
-    for section in elf.sections:
-        if section.type != SHT_RELA:
-            continue
-        data = elf.section_data(section)
-        table = out.setdefault(section.info, {})
-        for i in range(len(data) // _RELA.size):
-            offset, info, addend = _RELA.unpack_from(data, i * _RELA.size)
-            table[offset] = (info >> 32, info & 0xFFFFFFFF, addend, offset)
-    return out
+    def load(self, calls: ObjectCalls) -> None:
+        names = self.local_names()
+        out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for caller, callee, kind in calls.edges:
+            out[names.get(caller, caller)].append((callee, kind))
+        self.out = dict(out)
+        self.sites, self.site_lines = calls.sites, calls.site_lines
 
 
 class CallGraph:
-    """Every object's calls, resolved the way a static link would see them."""
+    def __init__(self, source: CallSource | None = None) -> None:
+        self._source = source
+        self._objects: dict[str, _Object] = {}
+        self._reset()
 
-    def __init__(self) -> None:
-        self._objects: dict[str, ObjectCalls] = {}
+    def _reset(self) -> None:
+        self._exports: dict[str, tuple[Node, ...]] | None = None
         self._callers: dict[Node, set[tuple[Node, str]]] | None = None
-        # Per-object lookups built once: a search over hundreds of archives asks them millions of times.
-        self._units: dict[str, set[str]] = {}
-        self._aliases: dict[str, dict[str, str]] = {}
         self._near: tuple[tuple[frozenset[str], int], frozenset[Node]] | None = None
+        # Calls from `near`, by callee: resolved inside the caller's object, or a global name.
+        self._near_local: dict[Node, list[tuple[Node, str]]] = {}
+        self._near_global: dict[str, list[tuple[Node, str]]] = {}
         self._caller_cache: dict[Node, tuple[Caller, ...]] = {}
         self._near_cache: dict[Node, tuple[Caller, ...]] = {}
 
     def add(self, object_key: str, calls: ObjectCalls) -> None:
-        self._objects[object_key] = calls
-        self._units[object_key] = set(calls.ocaml_units)
-        self._aliases[object_key] = dict(calls.aliases)
-        self._callers = None
-        self._near = None
-        self._caller_cache = {}
-        self._near_cache = {}
+        """An object with its calls already read; a key added again replaces the earlier object."""
+        self.add_symbols(object_key, calls.symbols)
+        self._objects[object_key].load(calls)
+
+    def add_symbols(self, object_key: str, symbols: ObjectSymbols) -> None:
+        """An object whose calls the source reads when a search needs them."""
+        self._objects[object_key] = _Object(symbols)
+        self._reset()
 
     def units(self, object_key: str) -> set[str]:
-        return self._units.get(object_key, set())
+        obj = self._objects.get(object_key)
+        return obj.units if obj is not None else _NO_UNITS
 
     def is_ocaml(self, node: Node) -> bool:
         return is_ocaml_symbol(node[1], self.units(node[0]))
+
+    def canonical(self, object_key: str, symbol: str) -> Node:
+        obj = self._objects.get(object_key)
+        if obj is not None:
+            return object_key, dict(obj.aliases).get(symbol, symbol)
+        return object_key, symbol
 
     def near_ocaml(self, stubs: frozenset[str], depth: int) -> frozenset[Node]:
         """Nodes within `depth` calls of OCaml code or of a declared stub, themselves included.
 
         Only these can lie on a chain from OCaml code to a finding, so the search per finding
-        never walks the rest of libc's callers (hundreds of archives make that minutes).
+        never walks the rest of libc's callers, and only their objects' calls are read.
         """
         key = (stubs, depth)
         if self._near is not None and self._near[0] == key:
             return self._near[1]
-        callees: dict[Node, set[Node]] = defaultdict(set)
-        for callee, found in self._index().items():
-            for caller, _kind in found:
-                callees[caller].add(callee)
-        frontier = [
-            (obj, name)
-            for obj, calls in self._objects.items()
-            for name, _ in calls.defined
-            if name in stubs or is_ocaml_symbol(name, self._units.get(obj, set()))
-        ]
-        frontier += [("", name) for name in stubs]
+        frontier = {
+            (object_key, name)
+            for object_key, obj in self._objects.items()
+            for name in obj.defined
+            if name in stubs or (obj.units and is_ocaml_symbol(name, obj.units))
+        }
+        frontier.update(("", name) for name in stubs)
         near = set(frontier)
         for _ in range(depth):
-            step = {c for node in frontier for c in callees.get(node, ()) if c not in near}
+            self._load(node[0] for node in frontier)
+            step = {c for node in frontier for c, _kind in self._callees(node) if c not in near}
             near.update(step)
-            frontier = list(step)
+            frontier = step
+        self._load(node[0] for node in frontier)
+        # Callers in `near`, the only ones `callers_near` returns, indexed before global resolution:
+        # memcpy is defined in dozens of archives, and every call to it would count once for each.
+        local: dict[Node, list[tuple[Node, str]]] = defaultdict(list)
+        by_name: dict[str, list[tuple[Node, str]]] = defaultdict(list)
+        for node in near:
+            obj = self._objects.get(node[0])
+            if obj is None or obj.out is None:
+                continue
+            names = obj.local_names()
+            for callee, kind in obj.out.get(node[1], ()):
+                if callee in names:
+                    local[(node[0], names[callee])].append((node, kind))
+                else:
+                    by_name[callee].append((node, kind))
         self._near = (key, frozenset(near))
+        self._near_local, self._near_global = dict(local), dict(by_name)
         self._near_cache = {}
         return self._near[1]
 
-    def site_line(self, caller: Node, callee: str) -> tuple[str, int] | None:
-        """File and line (as DWARF records them) where OCaml code `caller` calls `callee`."""
-        calls = self._objects.get(caller[0])
-        if calls is None:
-            return None
-        for name, target, file, line in calls.site_lines:
-            if name == caller[1] and target == callee:
-                return file, line
-        return None
-
-    def canonical(self, object_key: str, symbol: str) -> Node:
-        aliases = self._aliases.get(object_key)
-        if aliases is not None:
-            return object_key, aliases.get(symbol, symbol)
-        return object_key, symbol
-
     def callers(self, object_key: str, symbol: str) -> tuple[Caller, ...]:
-        """Direct callers of a function, each with the edge kind and whether it is OCaml code."""
+        """Direct callers of a function, each with the edge kind and whether it is OCaml code.
+
+        This reads the calls of every object; the reach search uses `callers_near` instead.
+        """
         node = self.canonical(object_key, symbol)
         cached = self._caller_cache.get(node)
         if cached is None:
-            found = self._index().get(node, set())
+            found = self._all_callers().get(node, set())
             cached = tuple(Caller(n, kind, self.is_ocaml(n)) for n, kind in sorted(found))
             self._caller_cache[node] = cached
         return cached
@@ -350,33 +169,85 @@ class CallGraph:
         tens of thousands of callers, and every finding's search would walk them again."""
         cached = self._near_cache.get(node)
         if cached is None:
-            cached = tuple(c for c in self.callers(*node) if c.node in near)
+            if self._near is not None and near is self._near[1]:
+                found = self._callers_from_near(self.canonical(*node))
+                cached = tuple(Caller(n, kind, self.is_ocaml(n)) for n, kind in sorted(found))
+            else:
+                cached = tuple(c for c in self.callers(*node) if c.node in near)
             self._near_cache[node] = cached
         return cached
 
-    def _index(self) -> dict[Node, set[tuple[Node, str]]]:
-        if self._callers is not None:
-            return self._callers
-        global_defs: dict[str, list[Node]] = defaultdict(list)
-        local_defs: dict[str, dict[str, str]] = {}
-        for key, calls in self._objects.items():
-            names = {name: name for name, _ in calls.defined}
-            names.update({alias: target for alias, target in calls.aliases if target in names})
-            local_defs[key] = names
-            exported = {name for name, is_global in calls.defined if is_global}
-            for name, target in names.items():
-                if target in exported:
-                    global_defs[name].append((key, target))
-        callers: dict[Node, set[tuple[Node, str]]] = defaultdict(set)
-        for key, calls in self._objects.items():
-            names = local_defs[key]
-            for caller, callee, kind in calls.edges:
-                source = (key, names.get(caller, caller))
-                if callee in names:
-                    targets = [(key, names[callee])]
-                else:
-                    targets = global_defs.get(callee) or [("", callee)]
-                for node in targets:
-                    callers[node].add((source, kind))
-        self._callers = dict(callers)
+    def site_line(self, caller: Node, callee: str) -> tuple[str, int] | None:
+        """File and line (as DWARF records them) where OCaml code `caller` calls `callee`."""
+        obj = self._objects.get(caller[0])
+        if obj is None:
+            return None
+        if obj.lines is None:
+            self._load([caller[0]])
+            lines = obj.site_lines
+            if not lines and obj.sites and self._source is not None:
+                lines = self._source.site_lines(caller[0], obj.sites)
+            obj.lines = {}
+            for name, target, file, line in lines:
+                obj.lines.setdefault((name, target), (file, line))
+        return obj.lines.get((caller[1], callee))
+
+    def _callers_from_near(self, node: Node) -> set[tuple[Node, str]]:
+        found = set(self._near_local.get(node, ()))
+        object_key, symbol = node
+        obj = self._objects.get(object_key)
+        if obj is None:
+            if object_key == "" and not self._exported().get(symbol):
+                found.update(self._near_global.get(symbol, ()))
+        elif symbol in obj.exported:
+            for name, target in obj.local_names().items():
+                if target == symbol:
+                    found.update(self._near_global.get(name, ()))
+        return found
+
+    def _load(self, keys: Iterable[str]) -> None:
+        wanted = sorted({k for k in keys if k in self._objects and self._objects[k].out is None})
+        if wanted and self._source is not None:
+            for key, calls in self._source.calls(wanted):
+                self._objects[key].load(calls)
+
+    def _callees(self, node: Node) -> list[tuple[Node, str]]:
+        obj = self._objects.get(node[0])
+        if obj is None or obj.out is None:
+            return []
+        return [
+            (target, kind)
+            for callee, kind in obj.out.get(node[1], ())
+            for target in self._targets(node[0], obj, callee)
+        ]
+
+    def _targets(self, object_key: str, obj: _Object, callee: str) -> Sequence[Node]:
+        names = obj.local_names()
+        if callee in names:
+            return ((object_key, names[callee]),)
+        return self._exported().get(callee) or (("", callee),)
+
+    def _exported(self) -> dict[str, tuple[Node, ...]]:
+        if self._exports is None:
+            found: dict[str, list[Node]] = defaultdict(list)
+            for key, obj in self._objects.items():
+                exported = set(obj.exported)
+                names = obj.names or {name: name for name in obj.defined}  # not kept for every object
+                if obj.names is None:
+                    names.update({alias: target for alias, target in obj.aliases if target in names})
+                for name, target in names.items():
+                    if target in exported:
+                        found[name].append((key, target))
+            self._exports = {name: tuple(nodes) for name, nodes in found.items()}
+        return self._exports
+
+    def _all_callers(self) -> dict[Node, set[tuple[Node, str]]]:
+        if self._callers is None:
+            self._load(self._objects)
+            callers: dict[Node, set[tuple[Node, str]]] = defaultdict(set)
+            for key, obj in self._objects.items():
+                for name in obj.out or ():
+                    for callee, kind in self._callees((key, name)):
+                        callers[callee].add(((key, name), kind))
+            self._callers = dict(callers)
         return self._callers

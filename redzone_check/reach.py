@@ -69,6 +69,8 @@ def reached_from(
                 continue
             via[caller.node] = below
             if caller.ocaml:
+                if len(callers) >= MAX_CALLERS:
+                    continue  # its call-site line costs a read of the object's DWARF
                 name = display_name(caller.node[1])
                 where = externals.definition(name)
                 site = None if where else graph.site_line(caller.node, node[1])
@@ -78,7 +80,7 @@ def reached_from(
                 file, line = where if where else (None, None)
                 reach = Reach(name, "ocaml", file, line, below)
                 # The same OCaml unit may be scanned twice (a loose .o and its archive member).
-                if len(callers) < MAX_CALLERS and reach not in callers:
+                if reach not in callers:
                     callers.append(reach)
             else:
                 queue.append((caller.node, depth + 1))

@@ -2,9 +2,10 @@
 
 The inputs are walked once here, which records every input problem in order and numbers the
 objects; the objects are then analysed in batches, here or in forked workers (`workers.py`), and
-their results are put back in walk order, so the output does not depend on `jobs`. Call edges
-(`callgraph.object_calls`) only tell which OCaml code reaches a finding, so they are computed in a
-second pass, and only when the run has findings and OCaml code or `external`s to reach them from.
+their results are put back in walk order, so the output does not depend on `jobs`. Calls only tell
+which OCaml code reaches a finding, so the call graph is built after the analysis, and only when the
+run has findings and OCaml code or `external`s to reach them from: a pass reads every object's
+symbols, and the graph has the workers decode the calls of the objects the reach search can walk.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redzone_check.attribution.ocaml_externals import ExternalIndex
 from redzone_check.attribution.paths import PathMapper
 from redzone_check.cache import ResultCache, default_directory, salt
 from redzone_check.callgraph import CallGraph
+from redzone_check.callsource import WorkerCalls
 from redzone_check.inputs import iter_blobs
 from redzone_check.model import (
     LEVELS,
@@ -32,13 +34,11 @@ from redzone_check.options import ScanOptions
 from redzone_check.progress import Progress
 from redzone_check.reach import REACH_RULES, attach
 from redzone_check.suppress import path_matches
-from redzone_check.workers import ObjectResult, Task, run_tasks
+from redzone_check.workers import Item, Mode, ObjectResult, Runner, Task, Worker
 
 BATCH_BYTES = 512 * 1024
 BATCH_OBJECTS = 64
 PARALLEL_MIN_BYTES = 2 * 1024 * 1024  # below this, forking workers costs more than it saves
-
-Item = tuple[int, str, "str | None", int]  # walk index, path, member, size
 
 
 @dataclass
@@ -66,17 +66,17 @@ class _Walk:
             self.items.append((index, blob.path, blob.member, len(blob.data)))
 
 
-def _batches(items: Sequence[Item], want_calls: bool = False, calls_only: bool = False) -> Iterator[Task]:
+def _batches(items: Sequence[Item], mode: Mode = "analyse") -> Iterator[Task]:
     batch: list[tuple[int, str, str | None]] = []
     size = 0
     for index, path, member, length in items:
         batch.append((index, path, member))
         size += length
         if size >= BATCH_BYTES or len(batch) >= BATCH_OBJECTS:
-            yield Task(tuple(batch), want_calls, calls_only)
+            yield Task(tuple(batch), mode)
             batch, size = [], 0
     if batch:
-        yield Task(tuple(batch), want_calls, calls_only)
+        yield Task(tuple(batch), mode)
 
 
 def open_cache(options: ScanOptions) -> ResultCache | None:
@@ -94,7 +94,8 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
     cache = open_cache(options)
     total = sum(item[3] for item in walk.items)
     jobs = max(1, options.jobs) if total >= PARALLEL_MIN_BYTES else 1
-    results = _run(walk.items, _batches(walk.items), paths, options, cache, jobs, total)
+    with Runner(paths, options, cache, jobs) as runner:
+        results = dict(_stream(walk.items, _batches(walk.items), runner, options, total))
 
     findings = [f for index in sorted(results) for f in results[index].findings]
     if findings:
@@ -103,58 +104,54 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
         graph = CallGraph()
         # Reach needs an OCaml caller, or an `external` declaration naming a C stub of the run.
         reachable = bool(externals.externals) or any(r.ocaml for r in results.values())
-        if reachable and any(f.rule in REACH_RULES for f in findings):
-            _add_calls(graph, walk.items, results, paths, options, cache, jobs, mapper)
-        findings = attach(findings, graph, externals, options.source_root, mapper)
+        with Runner(paths, options, cache, jobs) as runner:
+            if reachable and any(f.rule in REACH_RULES for f in findings):
+                graph = _call_graph(walk.items, results, runner, options, mapper)
+            findings = attach(findings, graph, externals, options.source_root, mapper)
     if cache is not None and any(r.fresh for r in results.values()):
         cache.prune()
     return _result(len(paths), walk, results, findings, options)
 
 
-def _run(
-    items: Sequence[Item],
-    tasks: Iterator[Task],
-    paths: Sequence[str],
-    options: ScanOptions,
-    cache: ResultCache | None,
-    jobs: int,
-    total: int,
-) -> dict[int, ObjectResult]:
+def _stream(
+    items: Sequence[Item], tasks: Iterator[Task], runner: Runner, options: ScanOptions, total: int
+) -> Iterator[tuple[int, ObjectResult]]:
     sizes = {item[0]: item[3] for item in items}
     progress = Progress(options.progress)
-    results: dict[int, ObjectResult] = {}
-    done = 0
+    done = count = 0
     try:
-        for batch in run_tasks(tasks, paths, options, cache, jobs):
+        for batch in runner.run(tasks):
             for result in batch:
-                results[result.index] = result
+                yield result.index, result
                 done += sizes.get(result.index, 0)
-            progress.update(done, total, len(results))
+                count += 1
+            progress.update(done, total, count)
     finally:
         progress.close()
-    return results
 
 
-def _add_calls(
-    graph: CallGraph,
+def _call_graph(
     items: Sequence[Item],
     results: dict[int, ObjectResult],
-    paths: Sequence[str],
+    runner: Runner,
     options: ScanOptions,
-    cache: ResultCache | None,
-    jobs: int,
     mapper: PathMapper,
-) -> None:
-    missing = [item for item in items if results[item[0]].analysed and results[item[0]].calls is None]
-    total = sum(item[3] for item in missing)
-    found = _run(missing, _batches(missing, calls_only=True), paths, options, cache, jobs, total)
-    for index, path, member, _size in items:
-        result = results[index]
-        if not result.analysed:
-            continue  # corrupt or not applicable: no code, no calls
-        calls = result.calls if result.calls is not None else found[index].calls
-        if calls is not None:
-            graph.add(binary_location(mapper.binary(path), member), calls)
+) -> CallGraph:
+    """Every analysed object's symbols; calls are read later, for the objects the search needs."""
+    chosen: dict[str, Item] = {}
+    for item in items:
+        if results[item[0]].analysed:  # corrupt or not applicable: no code, no calls
+            # Objects named alike (an archive may hold two `x.o`): the later one is the graph's.
+            chosen[binary_location(mapper.binary(item[1]), item[2])] = item
+    reader = Worker(runner.paths, options, None)
+    graph = CallGraph(WorkerCalls(chosen, runner, reader, _batches, PARALLEL_MIN_BYTES))
+    keys = {item[0]: key for key, item in chosen.items()}
+    wanted = sorted(chosen.values())
+    total = sum(item[3] for item in wanted)
+    for index, result in _stream(wanted, _batches(wanted, "symbols"), runner, options, total):
+        if result.symbols is not None:
+            graph.add_symbols(keys[index], result.symbols)
+    return graph
 
 
 def _result(

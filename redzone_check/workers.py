@@ -10,14 +10,16 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from multiprocessing.pool import Pool
+from typing import Literal
 
 from redzone_check.attribute import Debug, findings_for, unit_findings
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
 from redzone_check.attribution.paths import PathMapper
 from redzone_check.cache import ResultCache
-from redzone_check.callgraph import ObjectCalls, object_calls, with_site_lines
+from redzone_check.calls import ObjectCalls, ObjectSymbols, object_calls, object_symbols
 from redzone_check.detect import Detection, Hit, detect
-from redzone_check.elf import ElfFile, NotApplicable
+from redzone_check.elf import ElfFile, NotApplicable, Symbol
 from redzone_check.errors import InputError
 from redzone_check.functions import list_functions
 from redzone_check.inputs import Blob, iter_blobs
@@ -25,6 +27,9 @@ from redzone_check.model import Finding, InputProblem, SkipKind, Skipped
 from redzone_check.options import ScanOptions
 
 LTO_REASON = "GCC LTO object: GIMPLE bytecode only, no machine code to analyse (scan the linked output)"
+Item = tuple[int, str, "str | None", int]  # walk index, path, member, size
+# What a task asks of its objects: the analysis, or (for the call graph) their symbols or calls.
+Mode = Literal["analyse", "symbols", "calls"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Analysed:
     hits: tuple[Hit, ...] = ()
     ocaml: int = 0
     ocaml_units: tuple[str, ...] = ()
+    symbols: ObjectSymbols | None = None
     calls: ObjectCalls | None = None  # computed only when a run's findings need the call graph
     skip: tuple[str, SkipKind] | None = None
     error: str | None = None
@@ -51,6 +57,7 @@ class ObjectResult:
     functions: int = 0
     unknown: int = 0
     ocaml: int = 0
+    symbols: ObjectSymbols | None = None
     calls: ObjectCalls | None = None
     fresh: bool = False  # analysed in this run rather than taken from the cache
 
@@ -58,13 +65,23 @@ class ObjectResult:
 @dataclass(frozen=True)
 class Task:
     items: tuple[tuple[int, str, str | None], ...]  # (walk index, path, member), ascending
-    want_calls: bool = False
-    calls_only: bool = False
+    mode: Mode = "analyse"
 
 
-def analyse(data: bytes | memoryview, prefilter: bool, want_calls: bool) -> Analysed:
+class _Elf(ElfFile):
+    """An ELF file that decodes its symbol table once: functions, OCaml units and calls all read it."""
+
+    _symbols: list[Symbol] | None = None
+
+    def symbols(self) -> list[Symbol]:
+        if self._symbols is None:
+            self._symbols = super().symbols()
+        return self._symbols
+
+
+def analyse(data: bytes | memoryview, prefilter: bool) -> Analysed:
     try:
-        elf = ElfFile(data)
+        elf = _Elf(data)
     except NotApplicable as exc:
         return Analysed(skip=(str(exc), "not-applicable"))
     except InputError as exc:
@@ -82,14 +99,23 @@ def analyse(data: bytes | memoryview, prefilter: bool, want_calls: bool) -> Anal
         hits=detection.hits,
         ocaml=sum(is_ocaml_symbol(f.name, units) for f in detection.functions),
         ocaml_units=tuple(sorted(units)),
-        calls=with_site_lines(object_calls(elf, detection.functions), data) if want_calls else None,
+        # Kept for the cache: a later run that needs the call graph then skips reading the symbols.
+        symbols=object_symbols(detection.functions, units),
     )
+
+
+def symbols_of(data: bytes | memoryview) -> ObjectSymbols:
+    try:
+        elf = _Elf(data)
+        return object_symbols(list_functions(elf), ocaml_unit_names(s.name for s in elf.symbols()))
+    except (InputError, NotApplicable):  # analysed before, so not expected; no functions then
+        return ObjectSymbols(())
 
 
 def calls_of(data: bytes | memoryview) -> ObjectCalls:
     try:
-        elf = ElfFile(data)
-        return with_site_lines(object_calls(elf, list_functions(elf)), data)
+        elf = _Elf(data)
+        return object_calls(elf, list_functions(elf))
     except (InputError, NotApplicable):  # analysed before, so not expected; no edges then
         return ObjectCalls((), ())
 
@@ -120,6 +146,11 @@ class Worker:
                     self._next = target + 1  # the inputs shrank while being scanned
             yield target, blob
 
+    def blob(self, index: int, path: str, member: str | None) -> Blob | None:
+        """The object at `index` of the walk, if it is still what the walk found there."""
+        _, blob = next(self._blobs([index]))
+        return blob if blob is not None and blob.path == path and blob.member == member else None
+
     def run(self, task: Task) -> list[ObjectResult]:
         out = []
         blobs = self._blobs([item[0] for item in task.items])
@@ -127,35 +158,47 @@ class Worker:
             if blob is None or blob.path != path or blob.member != member:
                 problem = InputProblem(self.mapper.binary(path), member, "changed while it was being scanned")
                 out.append(ObjectResult(index, errors=(problem,)))
-            elif task.calls_only:
+            elif task.mode == "symbols":
+                symbols, fresh = self._symbols(blob)
+                out.append(ObjectResult(index, symbols=symbols, fresh=fresh))
+            elif task.mode == "calls":
                 calls, fresh = self._calls(blob)
                 out.append(ObjectResult(index, calls=calls, fresh=fresh))
             else:
-                out.append(self._object(index, blob, task.want_calls))
+                out.append(self._object(index, blob))
         return out
 
-    def _analysed(self, blob: Blob, want_calls: bool) -> tuple[Analysed, bool]:
+    def _cached(self, blob: Blob) -> tuple[str | None, Analysed | None]:
         key = self.cache.key(blob.data) if self.cache else None
         found = self.cache.get(key) if self.cache and key else None
-        if isinstance(found, Analysed) and (found.calls is not None or not want_calls):
+        return key, found if isinstance(found, Analysed) else None
+
+    def _analysed(self, blob: Blob) -> tuple[Analysed, bool]:
+        key, found = self._cached(blob)
+        if found is not None:
             return found, False
-        value = analyse(blob.data, self.options.prefilter, want_calls)
+        value = analyse(blob.data, self.options.prefilter)
         if self.cache and key:
             self.cache.put(key, value)
         return value, True
 
+    def _symbols(self, blob: Blob) -> tuple[ObjectSymbols, bool]:
+        _key, found = self._cached(blob)
+        if found is not None and found.symbols is not None:
+            return found.symbols, False
+        return symbols_of(blob.data), True
+
     def _calls(self, blob: Blob) -> tuple[ObjectCalls, bool]:
-        key = self.cache.key(blob.data) if self.cache else None
-        found = self.cache.get(key) if self.cache and key else None
-        if isinstance(found, Analysed) and found.calls is not None:
+        key, found = self._cached(blob)
+        if found is not None and found.calls is not None:
             return found.calls, False
         calls = calls_of(blob.data)
-        if self.cache and key and isinstance(found, Analysed):
+        if self.cache and key and found is not None:
             self.cache.put(key, replace(found, calls=calls))
         return calls, True
 
-    def _object(self, index: int, blob: Blob, want_calls: bool) -> ObjectResult:
-        result, fresh = self._analysed(blob, want_calls)
+    def _object(self, index: int, blob: Blob) -> ObjectResult:
+        result, fresh = self._analysed(blob)
         path, member = blob.path, blob.member
         shown = self.mapper.binary(path)
         if result.error is not None:
@@ -187,7 +230,6 @@ class Worker:
             functions=result.functions,
             unknown=result.unknown,
             ocaml=result.ocaml,
-            calls=result.calls,
             fresh=fresh,
         )
 
@@ -215,6 +257,45 @@ def _run(task: Task) -> list[ObjectResult]:
     return _worker.run(task)
 
 
+class Runner:
+    """Runs tasks here, or in `jobs` forked workers kept for every task this runner is given.
+
+    Forked workers start as a copy of this process, so a runner is opened before the call graph
+    fills it; they walk the inputs again only when a later task goes back in the walk.
+    """
+
+    def __init__(
+        self, paths: Sequence[str], options: ScanOptions, cache: ResultCache | None, jobs: int
+    ) -> None:
+        self._args = (paths, options, cache)
+        self.paths = paths
+        self.jobs = jobs
+        self._pool: Pool | None = None
+        self._local: Worker | None = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def run(self, tasks: Iterable[Task], parallel: bool = True) -> Iterator[list[ObjectResult]]:
+        """Results of each task, in task order."""
+        if self.jobs <= 1 or not parallel:
+            if self._local is None:
+                self._local = Worker(*self._args)
+            yield from map(self._local.run, tasks)
+            return
+        if self._pool is None:
+            # fork: the workers start with the engine imported and share nothing they write.
+            context = multiprocessing.get_context("fork")
+            self._pool = context.Pool(self.jobs, initializer=_init, initargs=self._args)
+        yield from self._pool.imap(_run, tasks)
+
+
 def run_tasks(
     tasks: Iterable[Task],
     paths: Sequence[str],
@@ -223,11 +304,5 @@ def run_tasks(
     jobs: int,
 ) -> Iterator[list[ObjectResult]]:
     """Results of each task, in task order; `jobs` > 1 forks that many workers."""
-    if jobs <= 1:
-        worker = Worker(paths, options, cache)
-        yield from map(worker.run, tasks)
-        return
-    # fork: the workers start with the engine imported and share nothing they write.
-    context = multiprocessing.get_context("fork")
-    with context.Pool(jobs, initializer=_init, initargs=(paths, options, cache)) as pool:
-        yield from pool.imap(_run, tasks)
+    with Runner(paths, options, cache, jobs) as runner:
+        yield from runner.run(tasks)

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 
 import redzone_check.workers
-from redzone_check.cache import ResultCache, salt
+from redzone_check.cache import LAYOUT, ResultCache, salt
 from redzone_check.options import ScanOptions
 from redzone_check.scan import scan
 from redzone_check.workers import Analysed
@@ -84,10 +84,10 @@ def test_entry_of_another_shape_is_recomputed(leaf: Path, tmp_path: Path) -> Non
 
 
 def test_cache_in_a_directory_others_can_write_is_not_used(tmp_path: Path) -> None:
-    (tmp_path / "v1").mkdir()
-    os.chmod(tmp_path / "v1", 0o777)
+    (tmp_path / LAYOUT).mkdir()
+    os.chmod(tmp_path / LAYOUT, 0o777)
     assert ResultCache.open(tmp_path, b"salt") is None
-    os.chmod(tmp_path / "v1", 0o700)
+    os.chmod(tmp_path / LAYOUT, 0o700)
     assert ResultCache.open(tmp_path, b"salt") is not None
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from conftest import run
 from data_ocaml.project import built_project, objects
 
-from redzone_check.callgraph import CallGraph, ObjectCalls, object_calls
+from redzone_check.callgraph import CallGraph
+from redzone_check.calls import ObjectCalls, object_calls
 from redzone_check.elf import ElfFile
 from redzone_check.functions import list_functions
 

@@ -11,7 +11,8 @@ from data_ocaml.project import HERE, built_project, objects
 
 from redzone_check.attribution.ocaml_externals import ExternalIndex
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
-from redzone_check.callgraph import CallGraph, object_calls
+from redzone_check.callgraph import CallGraph
+from redzone_check.calls import ObjectCalls, object_calls
 from redzone_check.elf import ElfFile
 from redzone_check.functions import list_functions
 from redzone_check.model import Reach
@@ -85,8 +86,6 @@ def test_unreached_function_has_no_reach(graph: CallGraph) -> None:
 
 
 def test_search_depth_is_bounded() -> None:
-    from redzone_check.callgraph import ObjectCalls
-
     chain = [f"f{i}" for i in range(12)]
     edges = tuple((chain[i + 1], chain[i], "call") for i in range(11))
     graph = CallGraph()

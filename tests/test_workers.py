@@ -54,7 +54,7 @@ def test_batches_are_bounded_in_objects_and_bytes() -> None:
     assert sizes == [64, 64, 22]
     big = [(0, "lib.a", "huge.o", 10**7), (1, "lib.a", "small.o", 10), (2, "lib.a", "next.o", 10)]
     assert [len(t.items) for t in _batches(big)] == [1, 2]
-    assert all(t.calls_only for t in _batches(items, calls_only=True))
+    assert all(t.mode == "calls" for t in _batches(items, "calls"))
 
 
 def test_parallel_scan_computes_ocaml_reach_like_a_sequential_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,39 @@
+"""Where a scan's call graph reads calls from: the workers decode the objects it asks for, by walk index."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from redzone_check.callgraph import CallSite, SiteLine
+from redzone_check.calls import ObjectCalls, with_site_lines
+from redzone_check.workers import Item, Mode, Runner, Task, Worker
+
+Batches = Callable[[Sequence[Item], Mode], Iterator[Task]]
+
+
+class WorkerCalls:
+    """A `CallSource` over the objects of a scan, keyed as `Finding.location` names them."""
+
+    def __init__(
+        self, items: Mapping[str, Item], runner: Runner, reader: Worker, batches: Batches, parallel_bytes: int
+    ) -> None:
+        self._items = items
+        self._keys = {item[0]: key for key, item in items.items()}
+        self._runner = runner
+        self._reader = reader
+        self._batches = batches
+        self._parallel_bytes = parallel_bytes
+
+    def calls(self, keys: Sequence[str]) -> Iterator[tuple[str, ObjectCalls]]:
+        items = sorted(self._items[key] for key in keys)
+        parallel = sum(item[3] for item in items) >= self._parallel_bytes
+        for results in self._runner.run(self._batches(items, "calls"), parallel):
+            for result in results:
+                if result.calls is not None:
+                    yield self._keys[result.index], result.calls
+
+    def site_lines(self, key: str, sites: tuple[CallSite, ...]) -> tuple[SiteLine, ...]:
+        # Few objects, asked in the order the reach search meets them: read here, not in workers.
+        index, path, member, _size = self._items[key]
+        blob = self._reader.blob(index, path, member)
+        return with_site_lines(ObjectCalls((), (), sites=sites), blob.data).site_lines if blob else ()
