@@ -72,7 +72,7 @@ class _Object:
 
 class CallGraph:
     def __init__(self, source: CallSource | None = None) -> None:
-        self._source = source
+        self.source = source  # may be set once the symbols are in
         self._objects: dict[str, _Object] = {}
         self._reset()
 
@@ -185,8 +185,8 @@ class CallGraph:
         if obj.lines is None:
             self._load([caller[0]])
             lines = obj.site_lines
-            if not lines and obj.sites and self._source is not None:
-                lines = self._source.site_lines(caller[0], obj.sites)
+            if not lines and obj.sites and self.source is not None:
+                lines = self.source.site_lines(caller[0], obj.sites)
             obj.lines = {}
             for name, target, file, line in lines:
                 obj.lines.setdefault((name, target), (file, line))
@@ -207,8 +207,8 @@ class CallGraph:
 
     def _load(self, keys: Iterable[str]) -> None:
         wanted = sorted({k for k in keys if k in self._objects and self._objects[k].out is None})
-        if wanted and self._source is not None:
-            for key, calls in self._source.calls(wanted):
+        if wanted and self.source is not None:
+            for key, calls in self.source.calls(wanted):
                 self._objects[key].load(calls)
 
     def _callees(self, node: Node) -> list[tuple[Node, str]]:

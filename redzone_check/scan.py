@@ -3,15 +3,15 @@
 The inputs are walked once here, which records every input problem in order and numbers the
 objects; the objects are then analysed in batches, here or in forked workers (`workers.py`), and
 their results are put back in walk order, so the output does not depend on `jobs`. Calls only tell
-which OCaml code reaches a finding, so the call graph is built after the analysis, and only when the
-run has findings and OCaml code or `external`s to reach them from: a pass reads every object's
-symbols, and the graph has the workers decode the calls of the objects the reach search can walk.
+which OCaml code reaches a finding: the analysis hands each object's symbols to the call graph, and
+only when the run has findings and OCaml code or `external`s to reach them from does the graph have
+the workers decode calls, of the objects the reach search can walk.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from redzone_check.attribution.ocaml_externals import ExternalIndex
@@ -94,19 +94,31 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
     cache = open_cache(options)
     total = sum(item[3] for item in walk.items)
     jobs = max(1, options.jobs) if total >= PARALLEL_MIN_BYTES else 1
+    # Every object's symbols go to the graph as they come (in walk order: a later object of the same
+    # name replaces an earlier one); its calls are read later, and only if a finding needs them.
+    graph = CallGraph()
+    places = {item[0]: item for item in walk.items}
+    results: dict[int, ObjectResult] = {}
     with Runner(paths, options, cache, jobs) as runner:
-        results = dict(_stream(walk.items, _batches(walk.items), runner, options, total))
+        for index, result in _stream(walk.items, _batches(walk.items), runner, options, total):
+            if result.symbols is not None:
+                graph.add_symbols(_location(mapper, places[index]), result.symbols)
+                result = replace(result, symbols=None)
+            results[index] = result
 
     findings = [f for index in sorted(results) for f in results[index].findings]
     if findings:
         # The reach of a finding spans every object of the run, so it is attached last.
         externals = ExternalIndex.scan(options.source_root)
-        graph = CallGraph()
         # Reach needs an OCaml caller, or an `external` declaration naming a C stub of the run.
         reachable = bool(externals.externals) or any(r.ocaml for r in results.values())
         with Runner(paths, options, cache, jobs) as runner:
             if reachable and any(f.rule in REACH_RULES for f in findings):
-                graph = _call_graph(walk.items, results, runner, options, mapper)
+                objects = {_location(mapper, item): item for item in walk.items if results[item[0]].analysed}
+                reader = Worker(paths, options, None)
+                graph.source = WorkerCalls(objects, runner, reader, _batches, PARALLEL_MIN_BYTES)
+            else:
+                graph = CallGraph()
             findings = attach(findings, graph, externals, options.source_root, mapper)
     if cache is not None and any(r.fresh for r in results.values()):
         cache.prune()
@@ -130,28 +142,8 @@ def _stream(
         progress.close()
 
 
-def _call_graph(
-    items: Sequence[Item],
-    results: dict[int, ObjectResult],
-    runner: Runner,
-    options: ScanOptions,
-    mapper: PathMapper,
-) -> CallGraph:
-    """Every analysed object's symbols; calls are read later, for the objects the search needs."""
-    chosen: dict[str, Item] = {}
-    for item in items:
-        if results[item[0]].analysed:  # corrupt or not applicable: no code, no calls
-            # Objects named alike (an archive may hold two `x.o`): the later one is the graph's.
-            chosen[binary_location(mapper.binary(item[1]), item[2])] = item
-    reader = Worker(runner.paths, options, None)
-    graph = CallGraph(WorkerCalls(chosen, runner, reader, _batches, PARALLEL_MIN_BYTES))
-    keys = {item[0]: key for key, item in chosen.items()}
-    wanted = sorted(chosen.values())
-    total = sum(item[3] for item in wanted)
-    for index, result in _stream(wanted, _batches(wanted, "symbols"), runner, options, total):
-        if result.symbols is not None:
-            graph.add_symbols(keys[index], result.symbols)
-    return graph
+def _location(mapper: PathMapper, item: Item) -> str:
+    return binary_location(mapper.binary(item[1]), item[2])
 
 
 def _result(

@@ -28,8 +28,8 @@ from redzone_check.options import ScanOptions
 
 LTO_REASON = "GCC LTO object: GIMPLE bytecode only, no machine code to analyse (scan the linked output)"
 Item = tuple[int, str, "str | None", int]  # walk index, path, member, size
-# What a task asks of its objects: the analysis, or (for the call graph) their symbols or calls.
-Mode = Literal["analyse", "symbols", "calls"]
+# What a task asks of its objects: the analysis, or (for the call graph) their calls.
+Mode = Literal["analyse", "calls"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ObjectResult:
     functions: int = 0
     unknown: int = 0
     ocaml: int = 0
-    symbols: ObjectSymbols | None = None
+    symbols: ObjectSymbols | None = None  # for the call graph, which the scan may need once all is analysed
     calls: ObjectCalls | None = None
     fresh: bool = False  # analysed in this run rather than taken from the cache
 
@@ -99,17 +99,8 @@ def analyse(data: bytes | memoryview, prefilter: bool) -> Analysed:
         hits=detection.hits,
         ocaml=sum(is_ocaml_symbol(f.name, units) for f in detection.functions),
         ocaml_units=tuple(sorted(units)),
-        # Kept for the cache: a later run that needs the call graph then skips reading the symbols.
         symbols=object_symbols(detection.functions, units),
     )
-
-
-def symbols_of(data: bytes | memoryview) -> ObjectSymbols:
-    try:
-        elf = _Elf(data)
-        return object_symbols(list_functions(elf), ocaml_unit_names(s.name for s in elf.symbols()))
-    except (InputError, NotApplicable):  # analysed before, so not expected; no functions then
-        return ObjectSymbols(())
 
 
 def calls_of(data: bytes | memoryview) -> ObjectCalls:
@@ -158,9 +149,6 @@ class Worker:
             if blob is None or blob.path != path or blob.member != member:
                 problem = InputProblem(self.mapper.binary(path), member, "changed while it was being scanned")
                 out.append(ObjectResult(index, errors=(problem,)))
-            elif task.mode == "symbols":
-                symbols, fresh = self._symbols(blob)
-                out.append(ObjectResult(index, symbols=symbols, fresh=fresh))
             elif task.mode == "calls":
                 calls, fresh = self._calls(blob)
                 out.append(ObjectResult(index, calls=calls, fresh=fresh))
@@ -181,12 +169,6 @@ class Worker:
         if self.cache and key:
             self.cache.put(key, value)
         return value, True
-
-    def _symbols(self, blob: Blob) -> tuple[ObjectSymbols, bool]:
-        _key, found = self._cached(blob)
-        if found is not None and found.symbols is not None:
-            return found.symbols, False
-        return symbols_of(blob.data), True
 
     def _calls(self, blob: Blob) -> tuple[ObjectCalls, bool]:
         key, found = self._cached(blob)
@@ -230,6 +212,7 @@ class Worker:
             functions=result.functions,
             unknown=result.unknown,
             ocaml=result.ocaml,
+            symbols=result.symbols,
             fresh=fresh,
         )
 
