@@ -19,14 +19,13 @@ from redzone_check.attribution.ocaml_units import is_ocaml_symbol
 from redzone_check.calls import ObjectCalls, ObjectSymbols
 
 Node = tuple[str, str]  # (object key, primary symbol); object key "" for symbols defined nowhere scanned
-CallSite = tuple[str, str, int, int]  # (caller, callee, section index, section offset)
 SiteLine = tuple[str, str, str, int]  # (caller, callee, file, line)
 _NO_UNITS: set[str] = set()
 
 
 class CallSource(Protocol):
     def calls(self, keys: Sequence[str]) -> Iterable[tuple[str, ObjectCalls]]: ...
-    def site_lines(self, key: str, sites: tuple[CallSite, ...]) -> tuple[SiteLine, ...]: ...
+    def site_lines(self, key: str) -> tuple[SiteLine, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,17 @@ class Caller:
 class _Object:
     """One object of the graph: its symbols always, its calls once loaded (`out` is then set)."""
 
-    __slots__ = ("aliases", "defined", "exported", "lines", "names", "out", "site_lines", "sites", "units")
+    __slots__ = (
+        "aliases",
+        "defined",
+        "exported",
+        "has_sites",
+        "lines",
+        "names",
+        "out",
+        "site_lines",
+        "units",
+    )
 
     def __init__(self, symbols: ObjectSymbols) -> None:
         self.defined = tuple(name for name, _ in symbols.defined)
@@ -49,7 +58,7 @@ class _Object:
         self.names: dict[str, str] | None = None
         # Caller (as its primary symbol) -> (callee as the code names it, kind).
         self.out: dict[str, list[tuple[str, str]]] | None = None
-        self.sites: tuple[CallSite, ...] = ()
+        self.has_sites = False  # calls from OCaml into other code, whose lines DWARF may give
         self.site_lines: tuple[SiteLine, ...] = ()
         self.lines: dict[tuple[str, str], tuple[str, int]] | None = None
 
@@ -67,7 +76,7 @@ class _Object:
         for caller, callee, kind in calls.edges:
             out[names.get(caller, caller)].append((callee, kind))
         self.out = dict(out)
-        self.sites, self.site_lines = calls.sites, calls.site_lines
+        self.has_sites, self.site_lines = bool(calls.sites), calls.site_lines
 
 
 class CallGraph:
@@ -185,8 +194,8 @@ class CallGraph:
         if obj.lines is None:
             self._load([caller[0]])
             lines = obj.site_lines
-            if not lines and obj.sites and self.source is not None:
-                lines = self.source.site_lines(caller[0], obj.sites)
+            if not lines and obj.has_sites and self.source is not None:
+                lines = self.source.site_lines(caller[0])
             obj.lines = {}
             for name, target, file, line in lines:
                 obj.lines.setdefault((name, target), (file, line))

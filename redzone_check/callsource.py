@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from redzone_check.callgraph import CallSite, SiteLine
-from redzone_check.calls import ObjectCalls, with_site_lines
-from redzone_check.workers import Item, Mode, Runner, Task, Worker
+from redzone_check.callgraph import SiteLine
+from redzone_check.calls import ObjectCalls
+from redzone_check.workers import Item, Mode, Runner, Task
 
 Batches = Callable[[Sequence[Item], Mode], Iterator[Task]]
 
@@ -15,12 +15,11 @@ class WorkerCalls:
     """A `CallSource` over the objects of a scan, keyed as `Finding.location` names them."""
 
     def __init__(
-        self, items: Mapping[str, Item], runner: Runner, reader: Worker, batches: Batches, parallel_bytes: int
+        self, items: Mapping[str, Item], runner: Runner, batches: Batches, parallel_bytes: int
     ) -> None:
         self._items = items
         self._keys = {item[0]: key for key, item in items.items()}
         self._runner = runner
-        self._reader = reader
         self._batches = batches
         self._parallel_bytes = parallel_bytes
 
@@ -32,8 +31,10 @@ class WorkerCalls:
                 if result.calls is not None:
                     yield self._keys[result.index], result.calls
 
-    def site_lines(self, key: str, sites: tuple[CallSite, ...]) -> tuple[SiteLine, ...]:
-        # Few objects, asked in the order the reach search meets them: read here, not in workers.
-        index, path, member, _size = self._items[key]
-        blob = self._reader.blob(index, path, member)
-        return with_site_lines(ObjectCalls((), (), sites=sites), blob.data).site_lines if blob else ()
+    def site_lines(self, key: str) -> tuple[SiteLine, ...]:
+        # In a worker, like the calls: the DWARF of a large OCaml object takes tens of MB to read.
+        for results in self._runner.run(self._batches([self._items[key]], "lines")):
+            for result in results:
+                if result.calls is not None:
+                    return result.calls.site_lines
+        return ()

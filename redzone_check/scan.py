@@ -34,7 +34,7 @@ from redzone_check.options import ScanOptions
 from redzone_check.progress import Progress
 from redzone_check.reach import REACH_RULES, attach
 from redzone_check.suppress import path_matches
-from redzone_check.workers import Item, Mode, ObjectResult, Runner, Task, Worker
+from redzone_check.workers import Item, Mode, ObjectResult, Runner, Task
 
 BATCH_BYTES = 512 * 1024
 BATCH_OBJECTS = 64
@@ -115,8 +115,7 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
         with Runner(paths, options, cache, jobs) as runner:
             if reachable and any(f.rule in REACH_RULES for f in findings):
                 objects = {_location(mapper, item): item for item in walk.items if results[item[0]].analysed}
-                reader = Worker(paths, options, None)
-                graph.source = WorkerCalls(objects, runner, reader, _batches, PARALLEL_MIN_BYTES)
+                graph.source = WorkerCalls(objects, runner, _batches, PARALLEL_MIN_BYTES)
             else:
                 graph = CallGraph()
             findings = attach(findings, graph, externals, options.source_root, mapper)

@@ -17,7 +17,7 @@ from redzone_check.attribute import Debug, findings_for, unit_findings
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
 from redzone_check.attribution.paths import PathMapper
 from redzone_check.cache import ResultCache
-from redzone_check.calls import ObjectCalls, ObjectSymbols, object_calls, object_symbols
+from redzone_check.calls import ObjectCalls, ObjectSymbols, object_calls, object_symbols, with_site_lines
 from redzone_check.detect import Detection, Hit, detect
 from redzone_check.elf import ElfFile, NotApplicable, Symbol
 from redzone_check.errors import InputError
@@ -28,8 +28,9 @@ from redzone_check.options import ScanOptions
 
 LTO_REASON = "GCC LTO object: GIMPLE bytecode only, no machine code to analyse (scan the linked output)"
 Item = tuple[int, str, "str | None", int]  # walk index, path, member, size
-# What a task asks of its objects: the analysis, or (for the call graph) their calls.
-Mode = Literal["analyse", "calls"]
+# What a task asks of its objects: the analysis, or (for the call graph) their calls, or their calls
+# with the source lines of OCaml call sites (a read of the DWARF: tens of MB for a large object).
+Mode = Literal["analyse", "calls", "lines"]
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,6 @@ class Worker:
                     self._next = target + 1  # the inputs shrank while being scanned
             yield target, blob
 
-    def blob(self, index: int, path: str, member: str | None) -> Blob | None:
-        """The object at `index` of the walk, if it is still what the walk found there."""
-        _, blob = next(self._blobs([index]))
-        return blob if blob is not None and blob.path == path and blob.member == member else None
-
     def run(self, task: Task) -> list[ObjectResult]:
         out = []
         blobs = self._blobs([item[0] for item in task.items])
@@ -149,8 +145,10 @@ class Worker:
             if blob is None or blob.path != path or blob.member != member:
                 problem = InputProblem(self.mapper.binary(path), member, "changed while it was being scanned")
                 out.append(ObjectResult(index, errors=(problem,)))
-            elif task.mode == "calls":
+            elif task.mode != "analyse":
                 calls, fresh = self._calls(blob)
+                if task.mode == "lines":
+                    calls = with_site_lines(calls, blob.data)
                 out.append(ObjectResult(index, calls=calls, fresh=fresh))
             else:
                 out.append(self._object(index, blob))

@@ -19,7 +19,7 @@ from data_ocaml.project import HERE, built_project, objects
 
 from redzone_check.attribution.ocaml_externals import ExternalIndex
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol
-from redzone_check.callgraph import Caller, CallGraph, CallSite, Node, SiteLine
+from redzone_check.callgraph import Caller, CallGraph, Node, SiteLine
 from redzone_check.calls import ObjectCalls, object_calls
 from redzone_check.elf import ElfFile, NotApplicable
 from redzone_check.functions import list_functions
@@ -48,7 +48,7 @@ class DictSource:
         self.asked.extend(keys)
         return [(key, self.objects[key]) for key in keys]
 
-    def site_lines(self, key: str, sites: tuple[CallSite, ...]) -> tuple[SiteLine, ...]:
+    def site_lines(self, key: str) -> tuple[SiteLine, ...]:
         return ()
 
 
