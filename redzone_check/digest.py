@@ -26,7 +26,7 @@ OP_REG = x86.X86_OP_REG
 OP_IMM = x86.X86_OP_IMM
 OP_MEM = x86.X86_OP_MEM
 _LOCK = 0xF0
-_CACHE_LIMIT = 1 << 18
+_CACHE_LIMIT = 1 << 16  # about 30 MB; a miss of a known shape costs a template, not capstone
 
 
 class Op(NamedTuple):

@@ -141,12 +141,12 @@ class ElfFile:
         raw = [_SHDR.unpack_from(self.data, shoff + i * _SHDR.size) for i in range(shnum)]
         if shstrndx == SHN_XINDEX and raw:
             shstrndx = raw[0][7]
-        names: bytes | memoryview = b""
+        names = b""
         if 0 < shstrndx < shnum:
             _, _, _, _, off, sz, *_ = raw[shstrndx]
             if off + sz > size:
                 raise InputError(f"section name table (section {shstrndx}) points outside the file")
-            names = self.data[off : off + sz]
+            names = bytes(self.data[off : off + sz])
         elif shstrndx >= shnum and shstrndx != 0:
             raise InputError(f"section name table index {shstrndx} is out of range ({shnum} sections)")
         sections = []
@@ -182,11 +182,14 @@ class ElfFile:
             raise InputError(f"symbol table {table.name} has entry size {table.entsize}")
         if not 0 <= table.link < len(self.sections):
             raise InputError(f"symbol table {table.name} links to missing string table {table.link}")
-        strtab = self.section_data(self.sections[table.link])
+        # One copy of the string table, not one slice per name: objects have thousands of symbols.
+        strtab = bytes(self.section_data(self.sections[table.link]))
         data = self.section_data(table)
+        count = len(data) // _SYM.size
         out = []
-        for i in range(1, len(data) // _SYM.size):
-            name_off, info, _other, shndx, value, size = _SYM.unpack_from(data, i * _SYM.size)
+        for name_off, info, _other, shndx, value, size in _SYM.iter_unpack(
+            data[_SYM.size : count * _SYM.size]
+        ):
             out.append(Symbol(_cstr(strtab, name_off), value, size, info & 0xF, info >> 4, shndx))
         return out
 
@@ -197,9 +200,9 @@ class ElfFile:
         return has_lto and not any(s.executable for s in self.sections)
 
 
-def _cstr(table: bytes | memoryview, offset: int) -> str:
+def _cstr(table: bytes, offset: int) -> str:
+    """The NUL-terminated name at `offset`, at most 4096 bytes: a table without its NUL is not trusted."""
     if offset >= len(table):
         return ""
-    raw = bytes(table[offset : offset + 4096])
-    end = raw.find(b"\0")
-    return (raw if end < 0 else raw[:end]).decode("utf-8", "surrogateescape")
+    end = table.find(b"\0", offset, offset + 4096)
+    return table[offset : end if end >= 0 else offset + 4096].decode("utf-8", "surrogateescape")
