@@ -25,6 +25,7 @@ class PathMapper:
         root = os.path.abspath(source_root)
         # A root reached through a symlink may appear either way in DWARF (gcc keeps $PWD).
         self._roots = tuple(dict.fromkeys((root, os.path.realpath(root))))
+        self._known: dict[str, str] = {}
         self._maps = sorted(
             ((_strip_slash(old), _strip_slash(new)) for old, new in path_maps if old),
             key=lambda pair: len(pair[0]),
@@ -40,6 +41,14 @@ class PathMapper:
         return path
 
     def _relative(self, path: str) -> str:
+        # Every member of an archive, and every line of a unit, asks for the same path: resolving
+        # symlinks is an lstat per component, a third of a cached re-run.
+        known = self._known.get(path)
+        if known is None:
+            known = self._known[path] = self._resolve(path)
+        return known
+
+    def _resolve(self, path: str) -> str:
         absolute = os.path.normpath(os.path.join(self._roots[0], path))
         candidates = [absolute]
         if os.path.exists(absolute):
