@@ -317,7 +317,7 @@ class _Facts(NamedTuple):
     names: frozenset[str]  # the registers it names, in or out of a memory operand
     always: bool  # push, pop, call, leave, enter, or it writes registers it does not name
     carries: tuple[tuple[str, str], ...]  # (a, b): a stack address in a may reach b; ("", b): b gets one
-    beside: tuple[tuple[str, str], ...]  # registers together in one memory address
+    inside: frozenset[str]  # the registers of its memory address
     derefs: frozenset[str]  # registers in the address of a memory access (not a lea's)
     below: bool  # an access through %rsp with a negative displacement or an index register
 
@@ -326,12 +326,20 @@ class _Facts(NamedTuple):
 def _facts(mnemonic: str, op_str: str) -> _Facts:
     op = opcode(mnemonic)
     ops = operands(op_str)
-    always = op.startswith(("push", "pop", "call", "leave", "enter")) or writes_implicitly(op)
-    beside = tuple((a, b) for a in sorted(ops.inside) for b in sorted(ops.inside) if a != b)
     lea = op.startswith("lea")
-    derefs = frozenset() if lea else ops.inside
+    derefs = _NONE if lea else ops.inside
     below = not lea and ops.base == "rsp" and _below_rsp(op_str)
-    return _Facts(control(op), ops.outside | ops.inside, always, _carries(op, ops), beside, derefs, below)
+    return _Facts(
+        control(op), ops.outside | ops.inside, _always(op), _carries(op, ops), ops.inside, derefs, below
+    )
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+@lru_cache(maxsize=4096)
+def _always(op: str) -> bool:
+    return op.startswith(("push", "pop", "call", "leave", "enter")) or writes_implicitly(op)
 
 
 def _below_rsp(op_str: str) -> bool:
@@ -369,11 +377,14 @@ def _closure(facts: list[_Facts], index_registers: bool) -> frozenset[str]:
     edges: dict[str, set[str]] = {}
     roots = ["rsp"]
     for fact in facts:
-        for src, dst in fact.carries + fact.beside if index_registers else fact.carries:
+        for src, dst in fact.carries:
             if src == "":
                 roots.append(dst)
             else:
                 edges.setdefault(src, set()).add(dst)
+        if index_registers and len(fact.inside) > 1:
+            for reg in fact.inside:
+                edges.setdefault(reg, set()).update(fact.inside)
     tracked = set(roots)
     todo = list(roots)
     while todo:
@@ -385,16 +396,17 @@ def _closure(facts: list[_Facts], index_registers: bool) -> frozenset[str]:
 
 
 def _carries(op: str, ops: Ops) -> tuple[tuple[str, str], ...]:
-    found: set[tuple[str, str]] = set()
+    dest = ops.dest
+    if dest is None:
+        return (("", "rbp"),) if op.startswith("enter") else ()
+    found = [(src, dest) for src in ops.outside if src != dest]
+    if op.startswith("lea") and ops.base is not None and ops.base != dest:
+        found.append((ops.base, dest))
+    if op.startswith("xchg"):
+        found.extend((a, b) for a in ops.outside for b in ops.outside if a != b)
     if op.startswith("enter"):
-        found.add(("", "rbp"))
-    if ops.dest is not None:
-        found.update((src, ops.dest) for src in ops.outside if src != ops.dest)
-        if op.startswith("lea") and ops.base is not None and ops.base != ops.dest:
-            found.add((ops.base, ops.dest))
-        if op.startswith("xchg"):
-            found.update((a, b) for a in ops.outside for b in ops.outside if a != b)
-    return tuple(sorted(found))
+        found.append(("", "rbp"))
+    return tuple(found)
 
 
 def _judge_all(
