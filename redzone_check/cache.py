@@ -24,7 +24,7 @@ import capstone
 
 from redzone_check import __version__
 
-LAYOUT = "v2"  # v2: entries hold symbols, and calls without call-site lines
+LAYOUT = "v3"  # v2: entries hold symbols and calls; v3: and calls with call-site lines
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _MAGIC = b"RZC1"
 _DIGEST = 32

@@ -44,6 +44,7 @@ class Analysed:
     ocaml_units: tuple[str, ...] = ()
     symbols: ObjectSymbols | None = None
     calls: ObjectCalls | None = None  # computed only when a run's findings need the call graph
+    lined: ObjectCalls | None = None  # the calls with call-site lines, once a reported chain needed them
     skip: tuple[str, SkipKind] | None = None
     error: str | None = None
 
@@ -146,9 +147,7 @@ class Worker:
                 problem = InputProblem(self.mapper.binary(path), member, "changed while it was being scanned")
                 out.append(ObjectResult(index, errors=(problem,)))
             elif task.mode != "analyse":
-                calls, fresh = self._calls(blob)
-                if task.mode == "lines":
-                    calls = with_site_lines(calls, blob.data)
+                calls, fresh = self._calls(blob, lines=task.mode == "lines")
                 out.append(ObjectResult(index, calls=calls, fresh=fresh))
             else:
                 out.append(self._object(index, blob))
@@ -168,14 +167,18 @@ class Worker:
             self.cache.put(key, value)
         return value, True
 
-    def _calls(self, blob: Blob) -> tuple[ObjectCalls, bool]:
+    def _calls(self, blob: Blob, lines: bool) -> tuple[ObjectCalls, bool]:
+        """The object's calls; with `lines`, with the source lines of its OCaml call sites."""
         key, found = self._cached(blob)
-        if found is not None and found.calls is not None:
-            return found.calls, False
-        calls = calls_of(blob.data)
+        kept = found.lined if lines and found is not None else found.calls if found is not None else None
+        if kept is not None:
+            return kept, False
+        calls = found.calls if found is not None and found.calls is not None else calls_of(blob.data)
+        # Reading DWARF for the lines is most of a cached re-run's OCaml reach: keep them too.
+        lined = with_site_lines(calls, blob.data) if lines else None
         if self.cache and key and found is not None:
-            self.cache.put(key, replace(found, calls=calls))
-        return calls, True
+            self.cache.put(key, replace(found, calls=calls, lined=lined or found.lined))
+        return lined or calls, True
 
     def _object(self, index: int, blob: Blob) -> ObjectResult:
         result, fresh = self._analysed(blob)

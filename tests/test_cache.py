@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import require_tool, run, run_cli
 
 import redzone_check.workers
 from redzone_check.cache import LAYOUT, ResultCache, salt
@@ -117,3 +117,27 @@ def test_no_cache_flag_and_environment_write_nothing(
     status, out, _ = run_cli([leaf], cwd=tmp_path)
     assert status == 1 and "leaf" in out
     assert len(_entries(cache_dir)) == 1
+
+
+def _no_lines(*_args: object) -> object:
+    raise AssertionError("call-site lines read again although the cache holds them")
+
+
+def test_rerun_takes_the_ocaml_call_site_lines_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OCaml's runtime and standard library: red-zone C in libasmrun.a is reached from stdlib code,
+    # whose call-site lines are read from its DWARF.
+    require_tool("ocamlopt")
+    where = Path(run(["ocamlopt", "-where"]).stdout.strip())
+    paths = [str(where / "libasmrun.a"), str(where / "stdlib.a")]
+    options = _options(tmp_path / "cache", source_root=str(tmp_path))
+    read: list[object] = []
+    real = redzone_check.workers.with_site_lines
+    monkeypatch.setattr(redzone_check.workers, "with_site_lines", lambda *a: read.append(a) or real(*a))
+    first = scan(paths, options)
+    assert read, "the first scan should read call-site lines"
+    assert any(r.line for f in first.findings for r in f.reached_from)
+    monkeypatch.setattr(redzone_check.workers, "analyse", _no_analysis)
+    monkeypatch.setattr(redzone_check.workers, "with_site_lines", _no_lines)
+    assert scan(paths, options) == first
