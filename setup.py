@@ -19,6 +19,7 @@ from typing import Any
 from setuptools import setup
 
 COMPILED = [
+    "redzone_check/filters.py",
     "redzone_check/stack.py",
     "redzone_check/stackstate.py",
     "redzone_check/digest.py",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redzone_check.elf import ElfFile
+from redzone_check.filters import decode, may_use_red_zone
 from redzone_check.functions import Function, list_functions
 from redzone_check.model import RED_ZONE_BYTES, Instruction
-from redzone_check.stack import analyse, decode, may_use_red_zone
+from redzone_check.stack import analyse
 
 _IMPLAUSIBLE = 1 << 16
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import NamedTuple
 
 from capstone import CS_AC_WRITE
 
-from redzone_check.decode import lite_decoder
 from redzone_check.digest import OP_MEM, Digest, Op, digest
-from redzone_check.lite import Ops, branch_target, control, opcode, operands, writes_implicitly
+from redzone_check.filters import Facts, Lite, closure, decode, facts, may_access_below
+from redzone_check.lite import branch_target
 from redzone_check.stackstate import NOT_ACCESSES, STORES, State, Val, is_fence, join, judge, transfer
 
 _WIDEN_AFTER = 6
@@ -43,14 +41,6 @@ class Analysis:
     unknown: int  # accesses whose relation to the current %rsp is not decided
 
 
-Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text)
-
-
-def decode(code: bytes | memoryview, base: int) -> Lite:
-    """The lite decoding of one function, shared by the prefilter and the analysis."""
-    return list(lite_decoder().disasm_lite(bytes(code), base))
-
-
 def analyse(
     code: bytes | memoryview,
     base: int,
@@ -63,53 +53,14 @@ def analyse(
     In a relocatable object a branch to another function is a rel32 of zero
     waiting for its relocation; it is a tail call, not a jump to the next instruction.
     `lite` is `decode(code, base)` when the caller already has it. With `prefilter`, a function
-    that cannot reach below %rsp (`_may_access_below`) is not analysed.
+    that cannot reach below %rsp (`filters.may_access_below`) is not analysed.
     """
     raw = bytes(code)
     lite = lite if lite is not None else decode(raw, base)
-    facts = [_facts(mnemonic, op_str) for _addr, _size, mnemonic, op_str in lite]
-    if prefilter and not _may_access_below(facts):
+    known = [facts(mnemonic, op_str) for _addr, _size, mnemonic, op_str in lite]
+    if prefilter and not may_access_below(known):
         return Analysis([], 0)
-    return _Analyser(raw, base, relocatable, lite, facts).run()
-
-
-def may_use_red_zone(lite: Lite) -> bool:
-    """A sound, cheap prefilter on the lite decoding.
-
-    The full analysis can only report an access whose base is %rsp with a
-    negative displacement or an index register, or whose base or index register
-    was derived from %rsp by an instruction that names %rsp outside a memory
-    operand (mov, xchg, ...), by a lea from %rsp, or by enter. A function with
-    none of these cannot be flagged, so it is skipped without the 15x slower
-    detailed decoding.
-    """
-    for _addr, _size, mnemonic, op_str in lite:
-        if "sp" not in op_str:
-            if mnemonic.startswith("enter"):
-                return True
-            continue
-        if _stack_operand_may_matter(mnemonic, op_str):
-            return True
-    return False
-
-
-def _stack_operand_may_matter(mnemonic: str, op_str: str) -> bool:
-    for reg in ("%rsp", "%esp", "%sp", "%spl"):
-        at = op_str.find(reg)
-        while at >= 0:
-            inside = op_str.rfind("(", 0, at) > op_str.rfind(")", 0, at)
-            if inside:
-                if mnemonic.startswith("lea") or op_str.startswith(",", at + len(reg)):
-                    return True  # a lea, or an index whose known value may be negative
-                paren = op_str.rfind("(", 0, at)
-                if op_str[:paren].split(",")[-1].lstrip().startswith(("-", "%fs:-", "%gs:-")):
-                    return True
-            else:
-                is_adjust = mnemonic.startswith(("sub", "add")) and op_str.startswith("$")
-                if not is_adjust or not op_str.endswith(reg):
-                    return True
-            at = op_str.find(reg, at + 1)
-    return False
+    return _Analyser(raw, base, relocatable, lite, known).run()
 
 
 class _Block:
@@ -127,14 +78,14 @@ class _Block:
 class _Analyser:
     """Dataflow over basic blocks, decoding in detail only instructions that matter."""
 
-    def __init__(self, code: bytes, base: int, relocatable: bool, lite: Lite, facts: list[_Facts]) -> None:
+    def __init__(self, code: bytes, base: int, relocatable: bool, lite: Lite, facts: list[Facts]) -> None:
         self.code = code
         self.base = base
         self.relocatable = relocatable
         self.lite = lite
         self.at = {insn[0]: i for i, insn in enumerate(self.lite)}
         self.facts = facts
-        self.tracked = _closure(facts, index_registers=True)
+        self.tracked = closure(facts, index_registers=True)
         self.blocks = self._blocks()
         self.state_in: list[State | None] = [None] * len(self.blocks)
         # What the last visit of each block judged: that visit saw the block's final state.
@@ -144,8 +95,8 @@ class _Analyser:
         self._rpo: list[int] | None = None
 
     def _relevant(self, i: int) -> bool:
-        facts = self.facts[i]
-        return facts.always or not facts.names.isdisjoint(self.tracked)
+        known = self.facts[i]
+        return known.always or not known.names.isdisjoint(self.tracked)
 
     def _detail(self, i: int) -> Digest | None:
         addr, size, mnemonic, op_str = self.lite[i]
@@ -157,8 +108,8 @@ class _Analyser:
         at = self.at
         leaders = {0} if lite else set()
         ends: dict[int, tuple[str, int | None]] = {}
-        for i, facts in enumerate(self.facts):
-            kind = facts.kind
+        for i, known in enumerate(self.facts):
+            kind = known.kind
             if kind is None or kind == "call":
                 continue
             addr, size, _mnemonic, op_str = lite[i]
@@ -308,105 +259,6 @@ class _Analyser:
                 accesses.append(access)
         accesses.sort(key=lambda a: a.address)
         return Analysis(accesses, unknown)
-
-
-class _Facts(NamedTuple):
-    """What the lite text of one instruction says, read once per distinct text."""
-
-    kind: str | None  # control(): call, ret, jmp, jcc or None
-    names: frozenset[str]  # the registers it names, in or out of a memory operand
-    always: bool  # push, pop, call, leave, enter, or it writes registers it does not name
-    carries: tuple[tuple[str, str], ...]  # (a, b): a stack address in a may reach b; ("", b): b gets one
-    inside: frozenset[str]  # the registers of its memory address
-    derefs: frozenset[str]  # registers in the address of a memory access (not a lea's)
-    below: bool  # an access through %rsp with a negative displacement or an index register
-
-
-@lru_cache(maxsize=1 << 16)
-def _facts(mnemonic: str, op_str: str) -> _Facts:
-    op = opcode(mnemonic)
-    ops = operands(op_str)
-    lea = op.startswith("lea")
-    derefs = _NONE if lea else ops.inside
-    below = not lea and ops.base == "rsp" and _below_rsp(op_str)
-    return _Facts(
-        control(op), ops.outside | ops.inside, _always(op), _carries(op, ops), ops.inside, derefs, below
-    )
-
-
-_NONE: frozenset[str] = frozenset()
-
-
-@lru_cache(maxsize=4096)
-def _always(op: str) -> bool:
-    return op.startswith(("push", "pop", "call", "leave", "enter")) or writes_implicitly(op)
-
-
-def _below_rsp(op_str: str) -> bool:
-    paren = op_str.find("(%")
-    if paren < 0:
-        return False
-    after = op_str.find(",", paren)
-    if after >= 0 and after < op_str.find(")", paren):
-        return True  # an index register, whose known value may be negative
-    return op_str[:paren].split(",")[-1].lstrip().startswith(("-", "%fs:-", "%gs:-"))
-
-
-def _may_access_below(facts: list[_Facts]) -> bool:
-    """Whether the analysis could find anything: the function dereferences a register that may
-    hold a stack address, or accesses %rsp with a negative displacement or an index. Sound: a
-    verdict needs one of these (the others are never judged), so skipping the rest changes no result.
-    """
-    if any(fact.below for fact in facts):
-        return True
-    derefs: set[str] = set()
-    for fact in facts:
-        derefs |= fact.derefs
-    derefs.discard("rsp")
-    return bool(derefs) and not derefs.isdisjoint(_closure(facts, index_registers=False))
-
-
-def _closure(facts: list[_Facts], index_registers: bool) -> frozenset[str]:
-    """Registers that can ever hold a stack address (a sound over-approximation).
-
-    Flow-insensitive: a graph of "may carry a value to" edges between registers, searched
-    from %rsp, so each instruction is read once whatever the length of the chains. With
-    `index_registers`, also the registers used beside them in an address: the analysis tracks
-    their constant bounds, which decide the verdict.
-    """
-    edges: dict[str, set[str]] = {}
-    roots = ["rsp"]
-    for fact in facts:
-        for src, dst in fact.carries:
-            if src == "":
-                roots.append(dst)
-            else:
-                edges.setdefault(src, set()).add(dst)
-        if index_registers and len(fact.inside) > 1:
-            for reg in fact.inside:
-                edges.setdefault(reg, set()).update(fact.inside)
-    tracked = set(roots)
-    todo = list(roots)
-    while todo:
-        for nxt in edges.get(todo.pop(), ()):
-            if nxt not in tracked:
-                tracked.add(nxt)
-                todo.append(nxt)
-    return frozenset(tracked)
-
-
-def _carries(op: str, ops: Ops) -> tuple[tuple[str, str], ...]:
-    dest = ops.dest
-    if dest is None:
-        return (("", "rbp"),) if op.startswith("enter") else ()
-    found = [(src, dest) for src in ops.outside if src != dest]
-    if op.startswith("lea") and ops.base is not None and ops.base != dest:
-        found.append((ops.base, dest))
-    if op.startswith("xchg"):
-        found.extend((a, b) for a in ops.outside for b in ops.outside if a != b)
-    if op.startswith("enter"):
-        found.append(("", "rbp"))
-    return tuple(found)
 
 
 def _judge_all(

@@ -105,7 +105,7 @@ def test_installed_cli_finds_red_zone_in_a_compiled_object(venv: Path, tmp_path:
     assert "copy_and_pick" in proc.stdout
 
 
-COMPILED = ("stack", "stackstate", "digest", "lite")  # setup.py's list
+COMPILED = ("filters", "stack", "stackstate", "digest", "lite")  # setup.py's list
 
 
 def test_wheel_compiles_the_analysis_with_mypyc(wheel_names: list[str]) -> None:
