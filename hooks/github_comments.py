@@ -79,9 +79,9 @@ def fix(finding: Finding) -> str:
             "this access lies more than 128 bytes below %rsp, which no platform allows: "
             "allocate the frame (`sub $N,%rsp`) before using it, or report a compiler bug."
         )
-    where = finding.build_location
-    if where is not None:
-        return f"add `-mno-red-zone` to {_code(where.text.strip())} in {_code(f'{where.file}:{where.line}')}."
+    if finding.build_location is not None:
+        addition, text, where = finding.build_location.advice_parts()
+        return f"add {_code(addition)} to {_code(text)} in {_code(where)}."
     target = finding.source.file if finding.source else finding.location
     return f"rebuild {_code(target)} with `-mno-red-zone` (and every library linked into the kernel)."
 

@@ -115,12 +115,17 @@ class BuildLocation:
 
     def advice(self, flag: str = "-mno-red-zone") -> str:
         """`add -mno-red-zone to (flags …) in src/dune:12`."""
+        addition, text, where = self.advice_parts(flag)
+        return f"add {addition} to {text} in {where}"
+
+    def advice_parts(self, flag: str = "-mno-red-zone") -> tuple[str, str, str]:
+        """What to add, to which text, where: each report formats them its own way."""
         # A Makefile line may end in a continuation backslash; it is not part of the advice.
         text = " ".join(self.text.split()).rstrip("\\").rstrip()
         where = f"{self.file}:{self.line}"
         if self.kind == "dune" and not text.startswith(("(flags", "(c_flags")):
-            return f"add (flags :standard {flag}) to {text} in {where}"
-        return f"add {flag} to {text} in {where}"
+            return f"(flags :standard {flag})", text, where  # a stanza without flags of its own
+        return flag, text, where
 
 
 @dataclass(frozen=True)

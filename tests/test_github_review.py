@@ -9,7 +9,7 @@ import pytest
 from fake_github import Fake, FakeServer, make_finding, rate_limited
 from github import Auth, Github
 from openapi_github import Operations
-from redzone_check.hooks.github_comments import markers
+from redzone_check.hooks.github_comments import fix, markers
 from redzone_check.hooks.github_event import PullRef
 from redzone_check.hooks.github_retry import ReviewUnavailable
 from redzone_check.hooks.github_review import post_review
@@ -138,6 +138,17 @@ def test_build_file_line_in_the_diff_gets_its_own_comment(fake: Fake) -> None:
     [comment] = fake.comments.values()
     assert (comment["path"], comment["line"]) == ("Makefile", 2)
     assert "add `-mno-red-zone` to `CFLAGS = -O2 -g` in `Makefile:2`" in comment["body"]
+
+
+def test_fix_for_a_dune_stanza_without_flags_adds_a_flags_field() -> None:
+    # The same advice as the text report (BuildLocation.advice), in Markdown.
+    stanza = "(foreign_stubs (language c) (names mystub))"
+    finding = make_finding(
+        "helper", ("src/mystub.c", 10), build_location=BuildLocation("src/dune", 5, "dune", stanza)
+    )
+    assert fix(finding) == f"add `(flags :standard -mno-red-zone)` to `{stanza}` in `src/dune:5`."
+    assert finding.build_location is not None
+    assert finding.build_location.advice() == f"add (flags :standard -mno-red-zone) to {stanza} in src/dune:5"
 
 
 def test_ocaml_caller_line_in_the_diff_gets_a_comment_naming_the_chain(fake: Fake) -> None:
