@@ -49,10 +49,8 @@ def _stack_operand_may_matter(mnemonic: str, op_str: str) -> bool:
         while at >= 0:
             inside = op_str.rfind("(", 0, at) > op_str.rfind(")", 0, at)
             if inside:
-                if mnemonic.startswith("lea") or op_str.startswith(",", at + len(reg)):
-                    return True  # a lea, or an index whose known value may be negative
-                paren = op_str.rfind("(", 0, at)
-                if op_str[:paren].split(",")[-1].lstrip().startswith(("-", "%fs:-", "%gs:-")):
+                # Inside an address %rsp can only be the base (it cannot be an index).
+                if mnemonic.startswith("lea") or _below_rsp(op_str):
                     return True
             else:
                 is_adjust = mnemonic.startswith(("sub", "add")) and op_str.startswith("$")
