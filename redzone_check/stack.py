@@ -287,5 +287,5 @@ def _address_of(op: Op, st: State, found: list[Access], text_at: Callable[[int],
         if at is None or val is None or val.epoch != st.rsp.epoch:
             continue
         offset = val.hi - st.rsp.lo
-        if offset < 0 and not any(a.address == at and a.kind == "address" for a in found):
+        if offset < 0:  # repeats of one lea are dropped by `_verdicts`
             found.append(Access(at, text_at(at), "address", offset, 0, False))
