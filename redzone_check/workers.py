@@ -170,9 +170,10 @@ class Worker:
     def _calls(self, blob: Blob, lines: bool) -> tuple[ObjectCalls, bool]:
         """The object's calls; with `lines`, with the source lines of its OCaml call sites."""
         key, found = self._cached(blob)
-        kept = found.lined if lines and found is not None else found.calls if found is not None else None
-        if kept is not None:
-            return kept, False
+        if found is not None:
+            kept = found.lined if lines else found.calls
+            if kept is not None:
+                return kept, False
         calls = found.calls if found is not None and found.calls is not None else calls_of(blob.data)
         # Reading DWARF for the lines is most of a cached re-run's OCaml reach: keep them too.
         lined = with_site_lines(calls, blob.data) if lines else None
@@ -252,7 +253,6 @@ class Runner:
         self, paths: Sequence[str], options: ScanOptions, cache: ResultCache | None, jobs: int
     ) -> None:
         self._args = (paths, options, cache)
-        self.paths = paths
         self.jobs = jobs
         self._pool: Pool | None = None
         self._local: Worker | None = None
@@ -278,15 +278,3 @@ class Runner:
             context = multiprocessing.get_context("fork")
             self._pool = context.Pool(self.jobs, initializer=_init, initargs=self._args)
         yield from self._pool.imap(_run, tasks)
-
-
-def run_tasks(
-    tasks: Iterable[Task],
-    paths: Sequence[str],
-    options: ScanOptions,
-    cache: ResultCache | None,
-    jobs: int,
-) -> Iterator[list[ObjectResult]]:
-    """Results of each task, in task order; `jobs` > 1 forks that many workers."""
-    with Runner(paths, options, cache, jobs) as runner:
-        yield from runner.run(tasks)
