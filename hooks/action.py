@@ -40,7 +40,7 @@ _GLOB = frozenset("*?[")
 def cli_scanner(argv: Sequence[str], cwd: str) -> int:
     """The CLI in a child process, so that the token and the summary file never reach the engine."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDZONE_GITHUB_TOKEN", "GITHUB_STEP_SUMMARY")}
-    code = "import sys; from redzone_check.cli import main; sys.exit(main())"
+    code = "from redzone_check.cli import run; run()"
     return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, check=False).returncode
 
 

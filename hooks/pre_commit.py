@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 NO_PATHS = (
     "redzone-check-pre-commit: nothing to check. The redzone-check-build hook needs the build "
@@ -30,5 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli_main(args)
 
 
+def run() -> NoReturn:
+    """The hook's console script: `main`, then leave as the CLI does (see `cli.exit_now`)."""
+    status = main()
+    from redzone_check.cli import exit_now
+
+    exit_now(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

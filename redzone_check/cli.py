@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from redzone_check import __version__
 from redzone_check.errors import FatalError
@@ -129,7 +131,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     elif settings.format == "markdown" and summary_file:
         _append(summary_file, text)
     elif text:
-        sys.stdout.write(text)
+        _print(text)
     for fmt, target in (
         ("json", settings.json_file),
         ("sarif", settings.sarif_file),
@@ -146,6 +148,19 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # LTO objects carry no machine code: a run that could not look must not pass as clean.
         status = 1
     return status
+
+
+def _print(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader has gone (`redzone-check lib.a | head`). The other reports are still written
+        # and the status still counts; stdout now points at /dev/null, so that no later flush
+        # of it fails again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _write(path: str, text: str) -> None:
@@ -169,5 +184,21 @@ def _clean(text: str) -> str:
     return printable(text)
 
 
+def run() -> NoReturn:
+    """The console script: `main`, then leave without tearing the interpreter down."""
+    exit_now(main())
+
+
+def exit_now(status: int) -> NoReturn:
+    # Tearing the interpreter down frees the decode caches one object at a time, about a tenth
+    # of a scan of libc.a. By now every report is written and closed and the workers are
+    # joined, so only Python's own stream buffers need flushing.
+    for stream in (sys.stdout, sys.stderr):
+        # The reader of a pipe may have gone, or the stream been closed: nothing left to say.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

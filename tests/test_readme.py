@@ -48,7 +48,7 @@ def test_ci_installs_the_package_the_readme_way() -> None:
     # .ci/run installs editable with the test extra: the README's first command installs
     # the same package without extras, so both entry points must come from pyproject.toml.
     assert "pip install -e '.[test]'" in CI
-    assert 'redzone-check = "redzone_check.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert 'redzone-check = "redzone_check.cli:run"' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_libgcc_sample_is_real_output() -> None:
