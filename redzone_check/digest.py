@@ -1,4 +1,4 @@
-"""Detailed decodings boiled down to plain tuples, cached by instruction bytes and by shape.
+"""Detailed decodings boiled down to plain records, cached by instruction bytes and by shape.
 
 The same instruction bytes recur thousands of times in an archive (prologues,
 spills); capstone's detail objects are slow to build and to read, so each
@@ -29,23 +29,73 @@ _LOCK = 0xF0
 _CACHE_LIMIT = 1 << 16  # about 30 MB; a miss of a known shape costs a template, not capstone
 
 
-class Op(NamedTuple):
-    type: int
-    reg: str | None  # 64-bit register for a register operand
-    size: int
-    imm: int
-    base: str | None  # memory operand: 64-bit base register ("rip" and segment-only are None)
-    idx: str | None  # index register
-    disp: int
-    access: int  # CS_AC_READ | CS_AC_WRITE bits
-    scale: int = 1
+# Op and Digest (like filters.Facts and lite.Ops) are plain classes rather than NamedTuples:
+# compiled by mypyc their fields are C struct members, where a NamedTuple's go through a
+# Python-level attribute lookup on every read (8% of a scan of libc.a).
+class Op:
+    __slots__ = ("access", "base", "disp", "idx", "imm", "reg", "scale", "size", "type")
+
+    def __init__(
+        self,
+        type: int,
+        reg: str | None,  # 64-bit register for a register operand
+        size: int,
+        imm: int,
+        base: str | None,  # memory operand: 64-bit base register ("rip" and segment-only are None)
+        idx: str | None,  # index register
+        disp: int,
+        access: int,  # CS_AC_READ | CS_AC_WRITE bits
+        scale: int = 1,
+    ) -> None:
+        self.type = type
+        self.reg = reg
+        self.size = size
+        self.imm = imm
+        self.base = base
+        self.idx = idx
+        self.disp = disp
+        self.access = access
+        self.scale = scale
+
+    def fields(self) -> tuple[int, str | None, int, int, str | None, str | None, int, int, int]:
+        return (
+            self.type,
+            self.reg,
+            self.size,
+            self.imm,
+            self.base,
+            self.idx,
+            self.disp,
+            self.access,
+            self.scale,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Op) and self.fields() == other.fields()
+
+    def __repr__(self) -> str:
+        return f"Op{self.fields()!r}"
 
 
-class Digest(NamedTuple):
-    id: int
-    lock: bool
-    ops: tuple[Op, ...]
-    written: tuple[str, ...]  # 64-bit registers written, explicitly or not
+class Digest:
+    __slots__ = ("id", "lock", "ops", "written")
+
+    def __init__(self, id: int, lock: bool, ops: tuple[Op, ...], written: tuple[str, ...]) -> None:
+        self.id = id
+        self.lock = lock
+        self.ops = ops
+        self.written = written  # 64-bit registers written, explicitly or not
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Digest) and (self.id, self.lock, self.ops, self.written) == (
+            other.id,
+            other.lock,
+            other.ops,
+            other.written,
+        )
+
+    def __repr__(self) -> str:
+        return f"Digest({self.id}, {self.lock}, {self.ops!r}, {self.written!r})"
 
 
 _cache: dict[bytes, Digest | None] = {}
@@ -169,11 +219,11 @@ def _instantiate(template: _Template, numbers: list[int]) -> Digest | None:
         if len(values) != 1:
             return None
         value = values.pop()
-        t, reg, size, imm, base, idx, disp, access, scale = ops[i]
+        o = ops[i]
         if immediate:
-            ops[i] = Op(t, reg, size, value, base, idx, disp, access, scale)
+            ops[i] = Op(o.type, o.reg, o.size, value, o.base, o.idx, o.disp, o.access, o.scale)
         else:
-            ops[i] = Op(t, reg, size, imm, base, idx, value, access, scale)
+            ops[i] = Op(o.type, o.reg, o.size, o.imm, o.base, o.idx, value, o.access, o.scale)
     insn = template.digest
     return Digest(insn.id, insn.lock, tuple(ops), insn.written)
 

@@ -10,7 +10,6 @@ filters off, and tests/test_speed_equivalence.py checks they change no result.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple
 
 from redzone_check.decode import lite_decoder
 from redzone_check.lite import Ops, control, opcode, operands, writes_implicitly
@@ -60,16 +59,28 @@ def _stack_operand_may_matter(mnemonic: str, op_str: str) -> bool:
     return False
 
 
-class Facts(NamedTuple):
+class Facts:
     """What the lite text of one instruction says, read once per distinct text."""
 
-    kind: str | None  # control(): call, ret, jmp, jcc or None
-    names: frozenset[str]  # the registers it names, in or out of a memory operand
-    always: bool  # push, pop, call, leave, enter, or it writes registers it does not name
-    carries: tuple[tuple[str, str], ...]  # (a, b): a stack address in a may reach b; ("", b): b gets one
-    inside: frozenset[str]  # the registers of its memory address
-    derefs: frozenset[str]  # registers in the address of a memory access (not a lea's)
-    below: bool  # an access through %rsp with a negative displacement or an index register
+    __slots__ = ("always", "below", "carries", "derefs", "inside", "kind", "names")
+
+    def __init__(
+        self,
+        kind: str | None,  # control(): call, ret, jmp, jcc or None
+        names: frozenset[str],  # the registers it names, in or out of a memory operand
+        always: bool,  # push, pop, call, leave, enter, or it writes registers it does not name
+        carries: tuple[tuple[str, str], ...],  # (a, b): a stack address in a may reach b; ("", b): b gets one
+        inside: frozenset[str],  # the registers of its memory address
+        derefs: frozenset[str],  # registers in the address of a memory access (not a lea's)
+        below: bool,  # an access through %rsp with a negative displacement or an index register
+    ) -> None:
+        self.kind = kind
+        self.names = names
+        self.always = always
+        self.carries = carries
+        self.inside = inside
+        self.derefs = derefs
+        self.below = below
 
 
 @lru_cache(maxsize=1 << 16)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
 
 from redzone_check.decode import REG64
 
@@ -118,14 +117,24 @@ STOPS = frozenset(
 )
 
 
-class Ops(NamedTuple):
+class Ops:
     """Registers (as 64-bit names) an operand string names, split by where they appear."""
 
-    outside: frozenset[str]  # named as registers
-    inside: frozenset[str]  # used in a memory operand's address
-    dest: str | None  # last operand when it is a register
-    has_memory: bool
-    base: str | None  # base register of the memory operand, if any
+    __slots__ = ("base", "dest", "has_memory", "inside", "outside")
+
+    def __init__(
+        self,
+        outside: frozenset[str],  # named as registers
+        inside: frozenset[str],  # used in a memory operand's address
+        dest: str | None,  # last operand when it is a register
+        has_memory: bool,
+        base: str | None,  # base register of the memory operand, if any
+    ) -> None:
+        self.outside = outside
+        self.inside = inside
+        self.dest = dest
+        self.has_memory = has_memory
+        self.base = base
 
 
 @lru_cache(maxsize=65536)
