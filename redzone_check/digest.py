@@ -14,11 +14,12 @@ capstone for every instruction of real archives.
 
 from __future__ import annotations
 
+import ctypes
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from capstone import x86
+from capstone import CS_ERR_OK, _cs, _cs_insn, x86
 
 from redzone_check.decode import canonical, decoder
 
@@ -176,13 +177,72 @@ def detailed(raw: bytes, address: int) -> Digest | None:
 
 
 def _decode(raw: bytes, address: int) -> tuple[Digest | None, int]:
-    """Capstone's detailed decoding, and how many bytes precede its displacement and immediate."""
-    found = list(decoder().disasm(raw, address, 1))
-    if not found:
+    """Capstone's detailed decoding, and how many bytes precede its displacement and immediate.
+
+    Read straight from capstone's own ctypes structures: its `CsInsn` wrapper copies the
+    instruction, builds a Python object per operand and looks every field up by name, which
+    was most of the cost of a detailed decoding. tests/test_digest_templates.py checks this
+    against `CsInsn` for every encoding of real archives.
+    """
+    handle = decoder().csh
+    found = ctypes.POINTER(_cs_insn)()
+    count = _cs.cs_disasm(handle, raw, len(raw), address, 1, ctypes.byref(found))
+    if count == 0:
         return None, len(raw)
-    insn = found[0]
-    head = min((o for o in (insn.disp_offset, insn.imm_offset) if o), default=len(raw))
-    return _make(insn), head
+    try:
+        insn = found[0]
+        if insn.id == 0:  # data that skipdata stepped over
+            return None, len(raw)
+        return _make(handle, found, insn.id, insn.detail.contents.arch.x86), _head(
+            raw, insn.detail.contents.arch.x86
+        )
+    finally:
+        _cs.cs_free(found, count)
+
+
+def _head(raw: bytes, x: x86.CsX86) -> int:
+    encoding = x.encoding
+    return min((o for o in (encoding.disp_offset, encoding.imm_offset) if o), default=len(raw))
+
+
+def _make(handle: Any, insn: Any, insn_id: int, x: x86.CsX86) -> Digest:
+    ops = []
+    for op in x.operands[: x.op_count]:
+        kind = op.type
+        if kind == OP_MEM:
+            mem = op.value.mem
+            ops.append(
+                Op(
+                    OP_MEM,
+                    None,
+                    op.size,
+                    0,
+                    canonical(mem.base),
+                    canonical(mem.index),
+                    mem.disp,
+                    op.access,
+                    mem.scale,
+                )
+            )
+        elif kind == OP_REG:
+            ops.append(Op(OP_REG, canonical(op.value.reg), op.size, 0, None, None, 0, op.access))
+        elif kind == OP_IMM:
+            ops.append(Op(OP_IMM, None, op.size, op.value.imm, None, None, 0, op.access))
+        else:
+            ops.append(Op(kind, None, op.size, 0, None, None, 0, op.access))
+    return Digest(insn_id, x.prefix[0] == _LOCK, tuple(ops), _written(handle, insn))
+
+
+_RegList = ctypes.c_uint16 * 64
+
+
+def _written(handle: Any, insn: Any) -> tuple[str, ...]:
+    """The 64-bit registers an instruction writes, explicitly or not (none when capstone cannot say)."""
+    read, nread, write, nwrite = _RegList(), ctypes.c_uint8(), _RegList(), ctypes.c_uint8()
+    status = _cs.cs_regs_access(handle, insn, read, ctypes.byref(nread), write, ctypes.byref(nwrite))
+    if status != CS_ERR_OK:
+        return ()
+    return tuple(sorted({r for r in (canonical(w) for w in write[: nwrite.value]) if r is not None}))
 
 
 def _template(head: bytes, insn: Digest, numbers: list[int]) -> _Template | None:
@@ -241,35 +301,3 @@ def _narrow(template: _Template, numbers: list[int], insn: Digest) -> _Template 
             return None
         modes.append(kept)
     return template._replace(modes=tuple(modes))
-
-
-def _make(insn: x86.CsInsn) -> Digest:
-    ops = []
-    for op in insn.operands:
-        if op.type == OP_MEM:
-            mem = op.mem
-            ops.append(
-                Op(
-                    OP_MEM,
-                    None,
-                    op.size,
-                    0,
-                    canonical(mem.base),
-                    canonical(mem.index),
-                    int(mem.disp),
-                    op.access,
-                    int(mem.scale),
-                )
-            )
-        elif op.type == OP_REG:
-            ops.append(Op(OP_REG, canonical(op.reg), op.size, 0, None, None, 0, op.access))
-        elif op.type == OP_IMM:
-            ops.append(Op(OP_IMM, None, op.size, int(op.imm), None, None, 0, op.access))
-        else:
-            ops.append(Op(op.type, None, op.size, 0, None, None, 0, op.access))
-    try:
-        _read, written_ids = insn.regs_access()
-    except Exception:  # capstone cannot describe some instructions
-        written_ids = []
-    written = tuple(sorted({r for r in (canonical(w) for w in written_ids) if r is not None}))
-    return Digest(insn.id, insn.prefix[0] == _LOCK, tuple(ops), written)

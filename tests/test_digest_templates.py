@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from capstone import CsError
 from conftest import require_tool
 
 from redzone_check import digest as digest_module
 from redzone_check.archive import iter_members
-from redzone_check.decode import lite_decoder
-from redzone_check.digest import detailed, digest
+from redzone_check.decode import canonical, decoder, lite_decoder
+from redzone_check.digest import OP_IMM, OP_MEM, OP_REG, Digest, Op, detailed, digest
 from redzone_check.elf import ElfFile, NotApplicable
 
 
@@ -80,6 +81,55 @@ def test_templated_digests_equal_capstone_on_real_archives(archive: str) -> None
     # The point of templates: far fewer detailed decodings than distinct encodings.
     templates = sum(len(t) for t in digest_module._templates.values())
     assert templates < checked / 2
+
+
+def _public(raw: bytes, address: int) -> Digest | None:
+    """The digest as capstone's public `CsInsn` API gives it: the oracle for `detailed`."""
+    found = list(decoder().disasm(raw, address, 1))
+    if not found:
+        return None
+    insn = found[0]
+    ops = []
+    for op in insn.operands:
+        if op.type == OP_MEM:
+            mem = op.mem
+            base, index = canonical(mem.base), canonical(mem.index)
+            ops.append(Op(OP_MEM, None, op.size, 0, base, index, mem.disp, op.access, mem.scale))
+        elif op.type == OP_REG:
+            ops.append(Op(OP_REG, canonical(op.reg), op.size, 0, None, None, 0, op.access))
+        elif op.type == OP_IMM:
+            ops.append(Op(OP_IMM, None, op.size, op.imm, None, None, 0, op.access))
+        else:
+            ops.append(Op(op.type, None, op.size, 0, None, None, 0, op.access))
+    try:
+        _read, write = insn.regs_access()
+    except CsError:
+        write = []
+    written = tuple(sorted({r for r in map(canonical, write) if r is not None}))
+    return Digest(insn.id, insn.prefix[0] == 0xF0, tuple(ops), written)
+
+
+@pytest.mark.parametrize("archive", ["libc.a", "libgcc.a", "libasmrun.a"])
+def test_detailed_decoding_equals_capstones_public_api(archive: str) -> None:
+    # `detailed` reads capstone's structures directly, for speed; CsInsn is the reference.
+    path = _ocaml_runtime() if archive == "libasmrun.a" else _gcc_file(archive)
+    seen: set[bytes] = set()
+    mismatches = []
+    for raw, address, mnemonic, op_str in _instructions(path):
+        if raw in seen:
+            continue
+        seen.add(raw)
+        got, want = detailed(raw, address), _public(raw, address)
+        if got != want and len(mismatches) < 5:
+            mismatches.append((mnemonic, op_str, raw.hex(), got, want))
+    assert len(seen) > 1000
+    assert not mismatches
+
+
+def test_head_is_the_bytes_before_displacement_and_immediate() -> None:
+    raw = bytes.fromhex("48c744240810000000")  # movq $0x10, 8(%rsp): disp8 at 4, imm32 at 5
+    assert digest_module._decode(raw, 0)[1] == 4
+    assert digest_module._decode(bytes.fromhex("c3"), 0)[1] == 1  # ret: neither
 
 
 def _one(hex_bytes: str) -> tuple[bytes, int, str, str]:
