@@ -6,6 +6,7 @@ archive size. Problems go to a `Sink`, one call per problem, and the walk contin
 
 from __future__ import annotations
 
+import bisect
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -89,7 +90,38 @@ def iter_blobs(paths: Sequence[str], sink: Sink) -> Iterator[Blob]:
     Explicitly named files that are not ELF are reported to `sink.skip`; inside a directory walk,
     only archives, ld scripts, ELF files and LLVM bitcode are considered.
     """
-    return _Inputs(sink).paths(paths)
+    return (blob for _index, blob in Walk(paths, sink).blobs_from(0))
+
+
+class Walk:
+    """`iter_blobs` numbered, that can go back to the start of any input it has passed.
+
+    A scan's workers find objects by their number in this walk. Going back to an earlier object
+    used to mean walking every archive header again from the first input, for each of the OCaml
+    reach's rounds of call reads; an input's start is recorded with what the walk had seen by
+    then (a file named twice, or through a symlink, is read once), so the walk resumes there.
+    """
+
+    def __init__(self, paths: Sequence[str], sink: Sink) -> None:
+        self._paths = list(paths)
+        self._sink = sink
+        # Per input passed, in order: its walk number and the files and directories seen before it.
+        self._starts: list[tuple[int, frozenset[tuple[int, int]], frozenset[tuple[int, int]]]] = []
+
+    def blobs_from(self, target: int) -> Iterator[tuple[int, Blob]]:
+        """(walk number, blob) from the start of the input holding `target`, or of the last input passed."""
+        position = bisect.bisect_right(self._starts, target, key=lambda start: start[0]) - 1
+        inputs = _Inputs(self._sink)
+        index = 0
+        if position >= 0:
+            index, files, dirs = self._starts[position]
+            inputs.files_seen, inputs.dirs_seen = set(files), set(dirs)
+        for at in range(max(position, 0), len(self._paths)):
+            if at == len(self._starts):
+                self._starts.append((index, frozenset(inputs.files_seen), frozenset(inputs.dirs_seen)))
+            for blob in inputs.paths(self._paths[at : at + 1]):
+                yield index, blob
+                index += 1
 
 
 class _Inputs:

@@ -1,8 +1,9 @@
 """Per-object work, run in this process or in forked workers, with the same code either way.
 
-A task names objects by their position in the walk of the inputs (`iter_blobs`), never by their
+A task names objects by their position in the walk of the inputs (`inputs.Walk`), never by their
 bytes: each worker walks the same paths itself, so no object is pickled and memory stays flat.
-Tasks are handed out in ascending order, so a worker's walk only moves forward.
+A task's objects ascend; a task that goes back (the OCaml reach reads calls in rounds) resumes the
+walk at the start of the input that holds its first object.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from redzone_check.detect import Detection, Hit, detect
 from redzone_check.elf import ElfFile, NotApplicable, Symbol
 from redzone_check.errors import InputError
 from redzone_check.functions import list_functions
-from redzone_check.inputs import Blob, iter_blobs
+from redzone_check.inputs import Blob, Walk
 from redzone_check.model import Finding, InputProblem, SkipKind, Skipped
 from redzone_check.options import ScanOptions
 
@@ -121,22 +122,27 @@ class Worker:
         self.options = options
         self.cache = cache
         self.mapper = PathMapper(options.source_root, options.path_maps)
+        self._inputs = Walk(self.paths, _Quiet())
         self._restart()
 
-    def _restart(self) -> None:
-        self._walk: Iterator[Blob] = iter_blobs(self.paths, _Quiet())
-        self._next = 0
+    def _restart(self, target: int = 0) -> None:
+        self._walk: Iterator[tuple[int, Blob]] = self._inputs.blobs_from(target)
+        self._next = 0  # at or before `target`: what the walk yields next is numbered
 
     def _blobs(self, wanted: Sequence[int]) -> Iterator[tuple[int, Blob | None]]:
         if wanted and wanted[0] < self._next:
-            self._restart()
+            self._restart(wanted[0])
         for target in wanted:
             blob = None
             while self._next <= target:
-                blob = next(self._walk, None)
-                self._next += 1
-                if blob is None:
+                item = next(self._walk, None)
+                if item is None:
                     self._next = target + 1  # the inputs shrank while being scanned
+                    break
+                index, found = item
+                self._next = index + 1
+                if index == target:
+                    blob = found
             yield target, blob
 
     def run(self, task: Task) -> list[ObjectResult]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import require_tool, run
 
 import redzone_check.scan
+from redzone_check.inputs import Blob, _Inputs, iter_blobs
 from redzone_check.options import ScanOptions
 from redzone_check.progress import Progress, render
 from redzone_check.scan import _batches, scan
@@ -39,6 +40,46 @@ def test_worker_walks_again_when_asked_for_an_earlier_object(archive: Path) -> N
     assert [r.index for r in later + earlier] == [2, 0, 1]
     assert [r.analysed for r in later + earlier] == [True, True, True]
     assert [f.function for r in later + earlier for f in r.findings] == ["c", "a"]
+
+
+def test_going_back_resumes_at_the_input_that_holds_the_object(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A symlink to the first archive is read once (skipped the second time), so resuming at the
+    # third input must remember that the first was seen, or the numbers would shift.
+    (tmp_path / "again.a").symlink_to(archive)
+    other = tmp_path / "other" / "libabc.a"
+    other.parent.mkdir()
+    other.write_bytes(archive.read_bytes())
+    paths = [str(archive), str(tmp_path / "again.a"), str(other)]
+    walked = [(b.path, b.member) for b in iter_blobs(paths, _Sink())]
+    assert walked == [(p, m) for p in (str(archive), str(other)) for m in ("a.o", "b.o", "c.o")]
+
+    opened: list[str] = []
+    real_file = _Inputs._file
+
+    def counted(self: _Inputs, path: str, explicit: bool, depth: int) -> Iterator[Blob]:
+        opened.append(path)
+        return real_file(self, path, explicit, depth)
+
+    monkeypatch.setattr(_Inputs, "_file", counted)
+    worker = Worker(paths, ScanOptions(jobs=1, use_cache=False), None)
+    last = worker.run(Task(((5, str(other), "c.o"),)))
+    opened.clear()
+    back = worker.run(Task(((3, str(other), "a.o"), (4, str(other), "b.o"))))
+    assert opened == [str(other)], "the walk resumed at the third input, not at the first"
+    first = worker.run(Task(((0, str(archive), "a.o"),)))
+    assert [r.index for r in last + back + first] == [5, 3, 4, 0]
+    assert all(r.analysed and not r.errors for r in last + back + first)
+    assert [f.function for r in last + back + first for f in r.findings] == ["c", "a", "a"]
+
+
+class _Sink:
+    def skip(self, path: str, member: str | None, reason: str, kind: str) -> None:
+        pass
+
+    def error(self, path: str, member: str | None, message: str) -> None:
+        raise AssertionError(message)
 
 
 def test_object_that_is_not_where_the_walk_put_it_is_an_error(archive: Path) -> None:
