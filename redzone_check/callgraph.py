@@ -25,7 +25,7 @@ _NO_UNITS: set[str] = set()
 
 class CallSource(Protocol):
     def calls(self, keys: Sequence[str]) -> Iterable[tuple[str, ObjectCalls]]: ...
-    def site_lines(self, key: str) -> tuple[SiteLine, ...]: ...
+    def site_lines(self, keys: Sequence[str]) -> Iterable[tuple[str, tuple[SiteLine, ...]]]: ...
 
 
 @dataclass(frozen=True)
@@ -192,14 +192,20 @@ class CallGraph:
         if obj is None:
             return None
         if obj.lines is None:
-            self._load([caller[0]])
-            lines = obj.site_lines
-            if not lines and obj.has_sites and self.source is not None:
-                lines = self.source.site_lines(caller[0])
+            self.load_lines([caller[0]])
+        return obj.lines.get((caller[1], callee)) if obj.lines is not None else None
+
+    def load_lines(self, keys: Iterable[str]) -> None:
+        """Read the call-site lines of these objects, those the source must read all in one request."""
+        wanted = sorted({k for k in keys if k in self._objects and self._objects[k].lines is None})
+        self._load(wanted)
+        unread = [k for k in wanted if not self._objects[k].site_lines and self._objects[k].has_sites]
+        read = dict(self.source.site_lines(unread)) if unread and self.source is not None else {}
+        for key in wanted:
+            obj = self._objects[key]
             obj.lines = {}
-            for name, target, file, line in lines:
+            for name, target, file, line in obj.site_lines or read.get(key, ()):
                 obj.lines.setdefault((name, target), (file, line))
-        return obj.lines.get((caller[1], callee))
 
     def _callers_from_near(self, node: Node) -> set[tuple[Node, str]]:
         found = set(self._near_local.get(node, ()))

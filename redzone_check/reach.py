@@ -40,11 +40,14 @@ def reached_from(
     symbol: str,
     externals: ExternalIndex,
     mapper: PathMapper | None = None,
+    lines_of: set[str] | None = None,
 ) -> tuple[Reach, ...]:
     """OCaml callers (nearest first) and `external` declarations on the call chains into `symbol`.
 
     `via` lists the C functions from the reaching code's first callee down to, but not
-    including, `symbol`. The search stops at the first OCaml function on each chain.
+    including, `symbol`. The search stops at the first OCaml function on each chain. Given
+    `lines_of`, call-site lines are not read but the objects they would be read from are added
+    to it (see `attach`).
     """
     start = graph.canonical(object_key, symbol)
     near = graph.near_ocaml(externals.stub_names(), MAX_DEPTH)
@@ -73,7 +76,11 @@ def reached_from(
                     continue  # its call-site line costs a read of the object's DWARF
                 name = display_name(caller.node[1])
                 where = externals.definition(name)
-                site = None if where else graph.site_line(caller.node, node[1])
+                site = None
+                if where is None and lines_of is not None:
+                    lines_of.add(caller.node[0])
+                elif where is None:
+                    site = graph.site_line(caller.node, node[1])
                 if site is not None:
                     # An anonymous function (`fun_154`) has no `let`; its call site has a line.
                     where = (mapper.source(site[0]) if mapper else site[0], site[1])
@@ -95,6 +102,13 @@ def attach(
     mapper: PathMapper | None = None,
 ) -> list[Finding]:
     """Fill `reached_from` and `build_location` of red-zone findings (graph keyed by `Finding.location`)."""
+    # Call-site lines come from each OCaml caller's DWARF: a first search of every finding names
+    # the objects, so that they are read in one request (in parallel workers) rather than one by one.
+    lines_of: set[str] = set()
+    for finding in findings:
+        if finding.rule in REACH_RULES and not finding.reached_from:
+            reached_from(graph, finding.location, finding.symbol, externals, mapper, lines_of)
+    graph.load_lines(lines_of)
     out = []
     for finding in findings:
         reach = finding.reached_from

@@ -48,8 +48,8 @@ class DictSource:
         self.asked.extend(keys)
         return [(key, self.objects[key]) for key in keys]
 
-    def site_lines(self, key: str) -> tuple[SiteLine, ...]:
-        return ()
+    def site_lines(self, keys: Sequence[str]) -> list[tuple[str, tuple[SiteLine, ...]]]:
+        return [(key, ()) for key in keys]
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,15 @@ from data_ocaml.project import HERE, built_project, objects
 
 from redzone_check.attribution.ocaml_externals import ExternalIndex
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
-from redzone_check.callgraph import CallGraph
+from redzone_check.callgraph import CallGraph, SiteLine
 from redzone_check.calls import ObjectCalls, object_calls
+from redzone_check.callsource import WorkerCalls
 from redzone_check.elf import ElfFile
 from redzone_check.functions import list_functions
 from redzone_check.model import Reach
+from redzone_check.options import ScanOptions
 from redzone_check.reach import reached_from
+from redzone_check.scan import scan
 
 
 def members(archive: Path, into: Path) -> list[Path]:
@@ -179,3 +183,38 @@ def test_pure_ocaml_scan_counts_ocaml_functions_and_says_why_nothing_is_found(tm
     status, out, _ = run_cli([objects(project)["ocaml_archive"]], cwd=project)
     assert status == 0
     assert "ocamlopt-generated code does not use the red zone" in out
+
+
+def test_call_site_lines_are_read_in_one_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Red-zone C of OCaml's runtime is reached from several objects of its standard library; their
+    # lines come from each object's DWARF. One request reads them all, and the result is what
+    # reading them one object at a time gave.
+    require_tool("ocamlopt")
+    where = Path(run(["ocamlopt", "-where"]).stdout.strip())
+    paths = [str(where / "libasmrun.a"), str(where / "stdlib.a")]
+    options = ScanOptions(use_cache=False, jobs=1, source_root=str(tmp_path))
+    requests: list[list[str]] = []
+    real = WorkerCalls.site_lines
+
+    def recorded(self: WorkerCalls, keys: Sequence[str]) -> Iterator[tuple[str, tuple[SiteLine, ...]]]:
+        requests.append(list(keys))
+        return real(self, keys)
+
+    monkeypatch.setattr(WorkerCalls, "site_lines", recorded)
+    batched = scan(paths, options)
+    assert len(requests) == 1 and len(requests[0]) > 1
+    assert any(r.line for f in batched.findings for r in f.reached_from)
+
+    requests.clear()
+    monkeypatch.setattr(CallGraph, "load_lines", _one_at_a_time(CallGraph.load_lines))
+    assert scan(paths, options) == batched
+    assert len(requests) > 1 and all(len(keys) == 1 for keys in requests)
+
+
+def _one_at_a_time(load_lines: Callable[[CallGraph, Iterable[str]], None]) -> Callable[..., None]:
+    def load(self: CallGraph, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if len(keys) == 1:  # as `site_line` asks, when the search meets a caller
+            load_lines(self, keys)
+
+    return load
