@@ -8,11 +8,9 @@ walk at the start of the input that holds its first object.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from multiprocessing.pool import Pool
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from redzone_check.attribute import Debug, findings_for, unit_findings
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
@@ -26,6 +24,9 @@ from redzone_check.functions import list_functions
 from redzone_check.inputs import Blob, Walk
 from redzone_check.model import Finding, InputProblem, SkipKind, Skipped
 from redzone_check.options import ScanOptions
+
+if TYPE_CHECKING:
+    from multiprocessing.pool import Pool
 
 LTO_REASON = "GCC LTO object: GIMPLE bytecode only, no machine code to analyse (scan the linked output)"
 Item = tuple[int, str, "str | None", int]  # walk index, path, member, size
@@ -280,6 +281,9 @@ class Runner:
             yield from map(self._local.run, tasks)
             return
         if self._pool is None:
+            # Imported here: a scan small enough for one process never pays for it.
+            import multiprocessing
+
             # fork: the workers start with the engine imported and share nothing they write.
             context = multiprocessing.get_context("fork")
             self._pool = context.Pool(self.jobs, initializer=_init, initargs=self._args)

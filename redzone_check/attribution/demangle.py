@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import cxxfilt
 import rust_demangler
 
 # ocamlopt's OCaml-level glue emitted into the startup object; named like the (C) runtime.
@@ -50,6 +49,10 @@ def _rust(symbol: str) -> str | None:
 
 
 def _cxx(symbol: str) -> str:
+    # Imported here: cxxfilt loads libstdc++ through ctypes, a tenth of the start-up of a
+    # pre-commit run, and most runs never meet a C++ name.
+    import cxxfilt
+
     try:
         return str(cxxfilt.demangle(symbol))
     except (cxxfilt.InvalidName, UnicodeDecodeError, ValueError):
