@@ -193,9 +193,8 @@ def _decode(raw: bytes, address: int) -> tuple[Digest | None, int]:
         insn = found[0]
         if insn.id == 0:  # data that skipdata stepped over
             return None, len(raw)
-        return _make(handle, found, insn.id, insn.detail.contents.arch.x86), _head(
-            raw, insn.detail.contents.arch.x86
-        )
+        x = insn.detail.contents.arch.x86
+        return _make(handle, found, insn.id, x), _head(raw, x)
     finally:
         _cs.cs_free(found, count)
 

@@ -105,8 +105,12 @@ class Walk:
     def __init__(self, paths: Sequence[str], sink: Sink) -> None:
         self._paths = list(paths)
         self._sink = sink
-        # Per input passed, in order: its walk number and the files and directories seen before it.
-        self._starts: list[tuple[int, frozenset[tuple[int, int]], frozenset[tuple[int, int]]]] = []
+        # Per input passed, in order: its walk number and how many files and directories the walk
+        # had seen before it, as prefixes of the orders below (counts, not copies of the sets: a
+        # pre-commit run may name thousands of files).
+        self._starts: list[tuple[int, int, int]] = []
+        self._files: list[tuple[int, int]] = []  # the files seen, in the order the walk met them
+        self._dirs: list[tuple[int, int]] = []
 
     def blobs_from(self, target: int) -> Iterator[tuple[int, Blob]]:
         """(walk number, blob) from the start of the input holding `target`, or of the last input passed."""
@@ -115,10 +119,12 @@ class Walk:
         index = 0
         if position >= 0:
             index, files, dirs = self._starts[position]
-            inputs.files_seen, inputs.dirs_seen = set(files), set(dirs)
+            inputs.remember(self._files[:files], self._dirs[:dirs])
         for at in range(max(position, 0), len(self._paths)):
             if at == len(self._starts):
-                self._starts.append((index, frozenset(inputs.files_seen), frozenset(inputs.dirs_seen)))
+                # Past every earlier pass: this one's orders extend theirs.
+                self._starts.append((index, len(inputs.files_order), len(inputs.dirs_order)))
+                self._files, self._dirs = inputs.files_order, inputs.dirs_order
             for blob in inputs.paths(self._paths[at : at + 1]):
                 yield index, blob
                 index += 1
@@ -129,8 +135,19 @@ class _Inputs:
         self.sink = sink
         self.files_seen: set[tuple[int, int]] = set()
         self.dirs_seen: set[tuple[int, int]] = set()
+        self.files_order: list[tuple[int, int]] = []  # the same, in the order seen (see `Walk`)
+        self.dirs_order: list[tuple[int, int]] = []
         # Archives that thin-archive entries point into, mapped and indexed once while an input is read.
         self.nested: dict[str, tuple[MappedFile, str | None, dict[int, Member], ArchiveError | None]] = {}
+
+    def remember(self, files: list[tuple[int, int]], dirs: list[tuple[int, int]]) -> None:
+        """Start as a walk that has already seen these files and directories, in this order."""
+        self.files_order, self.dirs_order = files, dirs
+        self.files_seen, self.dirs_seen = set(files), set(dirs)
+
+    def _saw_dir(self, key: tuple[int, int]) -> None:
+        self.dirs_seen.add(key)
+        self.dirs_order.append(key)
 
     def paths(self, paths: Sequence[str]) -> Iterator[Blob]:
         for path in paths:
@@ -140,7 +157,7 @@ class _Inputs:
                 self.sink.error(path, None, f"cannot read: {exc.strerror or exc}")
                 continue
             if stat.S_ISDIR(info.st_mode):
-                self.dirs_seen.add((info.st_dev, info.st_ino))
+                self._saw_dir((info.st_dev, info.st_ino))
                 yield from self._walk(path)
             else:
                 yield from self._file(path, explicit=True, depth=0)
@@ -161,7 +178,7 @@ class _Inputs:
             if stat.S_ISDIR(info.st_mode):
                 key = (info.st_dev, info.st_ino)
                 if name not in VCS_DIRS and key not in self.dirs_seen:  # symlinked loops end here
-                    self.dirs_seen.add(key)
+                    self._saw_dir(key)
                     yield from self._walk(path)
             elif stat.S_ISREG(info.st_mode):
                 yield from self._file(path, explicit=False, depth=0)
@@ -179,6 +196,7 @@ class _Inputs:
             if mapping.key in self.files_seen:
                 return
             self.files_seen.add(mapping.key)
+            self.files_order.append(mapping.key)
             data = mapping.view
             head = bytes(data[:8])
             kind = archive_kind(head)
