@@ -12,11 +12,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Protocol
 
 import capstone
 
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
+from redzone_check.elf import ElfFile
+from redzone_check.functions import Function
 
 ET_REL = 1
 SHT_RELA = 4
@@ -30,60 +31,6 @@ _IMMEDIATE = re.compile(r"^(0x[0-9a-f]+|\d+)$")  # capstone prints small values 
 _RIP_DISPLACEMENT = re.compile(r"\[rip ([+-]) (0x[0-9a-f]+|\d+)\]")
 
 
-class SectionLike(Protocol):
-    @property
-    def index(self) -> int: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def type(self) -> int: ...
-    @property
-    def addr(self) -> int: ...
-    @property
-    def info(self) -> int: ...
-
-
-class SymbolLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> int: ...
-    @property
-    def type(self) -> int: ...
-    @property
-    def bind(self) -> int: ...
-    @property
-    def shndx(self) -> int: ...
-
-
-class ElfLike(Protocol):
-    """What `redzone_check.elf.ElfFile` offers."""
-
-    type: int
-
-    @property
-    def sections(self) -> Sequence[SectionLike]: ...
-    def section_data(self, section: Any) -> memoryview: ...
-    def symbols(self) -> Sequence[SymbolLike]: ...
-
-
-class FunctionLike(Protocol):
-    """What `redzone_check.functions.Function` offers."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def aliases(self) -> tuple[str, ...]: ...
-    @property
-    def section_index(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def is_global(self) -> bool: ...
-
-
 @dataclass(frozen=True)
 class ObjectSymbols:
     defined: tuple[tuple[str, bool], ...]  # (symbol, is_global) for each function defined in the object
@@ -91,7 +38,7 @@ class ObjectSymbols:
     ocaml_units: tuple[str, ...] = ()
 
 
-def object_symbols(functions: Sequence[FunctionLike], ocaml_units: Iterable[str]) -> ObjectSymbols:
+def object_symbols(functions: Sequence[Function], ocaml_units: Iterable[str]) -> ObjectSymbols:
     defined = tuple((f.name, f.is_global) for f in functions)
     aliases = tuple((alias, f.name) for f in functions for alias in f.aliases)
     return ObjectSymbols(defined, aliases, tuple(sorted(ocaml_units)))
@@ -113,11 +60,11 @@ class ObjectCalls:
         return ObjectSymbols(self.defined, self.aliases, self.ocaml_units)
 
 
-def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls:
+def object_calls(elf: ElfFile, functions: Sequence[Function]) -> ObjectCalls:
     symbols = elf.symbols()
     relocatable = elf.type == ET_REL
     sections = {s.index: s for s in elf.sections}
-    starts: dict[int, list[FunctionLike]] = defaultdict(list)
+    starts: dict[int, list[Function]] = defaultdict(list)
     primary: dict[str, str] = {}
     for f in functions:
         starts[f.section_index].append(f)
@@ -128,7 +75,7 @@ def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls
         group.sort(key=lambda f: f.offset)
     relocs = _relocations(elf) if relocatable else {}
 
-    def function_at(shndx: int, offset: int) -> FunctionLike | None:
+    def function_at(shndx: int, offset: int) -> Function | None:
         group = starts.get(shndx, [])
         lo, hi = 0, len(group)
         while lo < hi:
@@ -141,7 +88,7 @@ def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls
             return group[lo - 1]
         return None
 
-    def by_address(address: int) -> FunctionLike | None:
+    def by_address(address: int) -> Function | None:
         for s in sections.values():
             if s.index in starts and s.addr <= address:
                 found = function_at(s.index, address - s.addr)
@@ -167,7 +114,7 @@ def object_calls(elf: ElfLike, functions: Sequence[FunctionLike]) -> ObjectCalls
     unit_set = set(units)
     sites: dict[tuple[str, str], tuple[int, int]] = {}
 
-    def site(caller: FunctionLike, callee: str, address: int) -> None:
+    def site(caller: Function, callee: str, address: int) -> None:
         if is_ocaml_symbol(caller.name, unit_set) and not is_ocaml_symbol(callee, unit_set):
             offset = address if relocatable else address - sections[caller.section_index].addr
             sites.setdefault((caller.name, callee), (caller.section_index, offset))
@@ -251,7 +198,7 @@ def with_site_lines(calls: ObjectCalls, data: bytes | memoryview) -> ObjectCalls
 
 
 def _rip_relative_function(
-    operands: str, end: int, by_address: Callable[[int], FunctionLike | None]
+    operands: str, end: int, by_address: Callable[[int], Function | None]
 ) -> str | None:
     match = _RIP_DISPLACEMENT.search(operands)
     if match is None:
@@ -261,7 +208,7 @@ def _rip_relative_function(
     return found.name if found is not None else None
 
 
-def _relocations(elf: ElfLike) -> dict[int, dict[int, tuple[int, int, int, int]]]:
+def _relocations(elf: ElfFile) -> dict[int, dict[int, tuple[int, int, int, int]]]:
     """Per patched section: offset -> (symbol index, type, addend, offset) of each RELA entry."""
     out: dict[int, dict[int, tuple[int, int, int, int]]] = {}
     for section in elf.sections:
