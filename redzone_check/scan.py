@@ -121,6 +121,8 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
     places = {item[0]: item for item in walk.items}
     results: dict[int, ObjectResult] = {}
     copies = _Copies(walk)
+    # One runner for the analysis and the reach: its workers are forked at the first batch, before
+    # the call graph fills this process, and read the calls later without a second fork.
     with Runner(paths, options, cache, jobs) as runner:
         batches = copies.merge(runner.run(_batches(originals)))
         for index, result in _stream(walk.items, batches, options, total):
@@ -132,13 +134,12 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
         for batch in runner.run(_batches(copies.late)):
             results.update((result.index, replace(result, symbols=None)) for result in batch)
 
-    findings = [f for index in sorted(results) for f in results[index].findings]
-    if findings:
-        # The reach of a finding spans every object of the run, so it is attached last.
-        externals = ExternalIndex.scan(options.source_root)
-        # Reach needs an OCaml caller, or an `external` declaration naming a C stub of the run.
-        reachable = bool(externals.externals) or any(r.ocaml for r in results.values())
-        with Runner(paths, options, cache, jobs) as runner:
+        findings = [f for index in sorted(results) for f in results[index].findings]
+        if findings:
+            # The reach of a finding spans every object of the run, so it is attached last.
+            externals = ExternalIndex.scan(options.source_root)
+            # Reach needs an OCaml caller, or an `external` declaration naming a C stub of the run.
+            reachable = bool(externals.externals) or any(r.ocaml for r in results.values())
             if reachable and any(f.rule in REACH_RULES for f in findings):
                 objects = {_location(mapper, item): item for item in walk.items if results[item[0]].analysed}
                 graph.source = WorkerCalls(objects, runner, _batches, PARALLEL_MIN_BYTES)

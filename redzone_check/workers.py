@@ -252,8 +252,8 @@ def _run(task: Task) -> list[ObjectResult]:
 class Runner:
     """Runs tasks here, or in `jobs` forked workers kept for every task this runner is given.
 
-    Forked workers start as a copy of this process, so a runner is opened before the call graph
-    fills it; they walk the inputs again only when a later task goes back in the walk.
+    Forked workers start as a copy of this process: they are forked at the first task run in
+    parallel, so a scan gives its analysis to the runner before the call graph fills the process.
     """
 
     def __init__(
