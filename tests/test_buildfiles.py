@@ -7,7 +7,7 @@ from pathlib import Path
 
 from data_ocaml.project import HERE
 
-from redzone_check.attribution.buildfiles import advice, locate, source_for_object
+from redzone_check.attribution.buildfiles import locate, source_for_object
 from redzone_check.model import BuildLocation
 
 
@@ -20,7 +20,7 @@ def write(root: Path, relative: str, text: str) -> None:
 def test_dune_foreign_stubs_flags_line() -> None:
     loc = locate("src/mystub.c", str(HERE))
     assert loc == BuildLocation("src/dune", 7, "dune", "(flags :standard -O2 -g)")
-    assert advice(loc) == "add -mno-red-zone to (flags :standard -O2 -g) in src/dune:7"
+    assert loc.advice() == "add -mno-red-zone to (flags :standard -O2 -g) in src/dune:7"
 
 
 def test_dune_stanza_without_flags_points_at_the_stanza_or_an_env_c_flags(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_dune_stanza_without_flags_points_at_the_stanza_or_an_env_c_flags(tmp_pa
     write(tmp_path, "lib/a.c", "")
     loc = locate("lib/a.c", str(tmp_path))
     assert loc is not None and (loc.file, loc.line) == ("lib/dune", 3)
-    assert advice(loc).startswith("add (flags :standard -mno-red-zone) to (foreign_stubs")
+    assert loc.advice().startswith("add (flags :standard -mno-red-zone) to (foreign_stubs")
     write(tmp_path, "dune", "(env\n (_\n  (c_flags (:standard -O3))))\n")
     assert locate("lib/a.c", str(tmp_path)) == BuildLocation("dune", 3, "dune", "(c_flags (:standard -O3))")
     assert locate("lib/other.c", str(tmp_path)) is None

@@ -46,11 +46,6 @@ def locate(source_file: str, source_root: str, missing_flag: str = "-mno-red-zon
     return BuildLocation(file.relative_to(root).as_posix(), line, kind, text)
 
 
-def advice(location: BuildLocation, flag: str = "-mno-red-zone") -> str:
-    """`add -mno-red-zone to (flags …) in src/dune:12`."""
-    return location.advice(flag)
-
-
 Found = tuple[Path, int, str, str]
 
 
