@@ -35,7 +35,8 @@ def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
     hits = []
     unknown = 0
     for fn in functions:
-        code = elf.section_data(elf.sections[fn.section_index])[fn.offset : fn.offset + fn.size]
+        # One copy of the function's bytes, which decode() and analyse() then take as they are.
+        code = bytes(elf.section_data(elf.sections[fn.section_index])[fn.offset : fn.offset + fn.size])
         lite = decode(code, fn.offset)
         if prefilter and not may_use_red_zone(lite):
             continue
