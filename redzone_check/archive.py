@@ -38,6 +38,7 @@ class Member:
     header_offset: int
     size: int  # as the header says; in a thin archive, the size of the external file
     data: memoryview  # the member's bytes; empty in a thin archive, whose members live in their own files
+    data_offset: int  # where `data` starts in the archive's buffer
     origin: int | None = None  # thin `/123:456`: the member sits at header offset 456 of the archive named
 
 
@@ -147,7 +148,7 @@ def iter_members(buf: memoryview, thin: bool = False) -> Iterator[Member]:
         if special and name == "//":
             names = data
         elif not special:
-            yield Member(name, offset, length, data, origin)
+            yield Member(name, offset, length, data, start, origin)
         offset = start + stored
         offset += offset & 1
 
@@ -186,6 +187,8 @@ class MappedFile:
             if not stat.S_ISREG(info.st_mode):
                 raise NotRegularFile(_file_type(info.st_mode))
             self.key = (info.st_dev, info.st_ino)
+            # What tells a later reader it maps the same file: replaced or rewritten, one of these moves.
+            self.identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
             self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if info.st_size else None
         finally:
             os.close(fd)

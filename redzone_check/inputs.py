@@ -6,7 +6,6 @@ archive size. Problems go to a `Sink`, one call per problem, and the walk contin
 
 from __future__ import annotations
 
-import bisect
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -41,6 +40,24 @@ _DESCRIPTIONS = (
 )
 
 
+Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a blob's bytes are: `length` bytes at `offset` of the file `path` maps.
+
+    `identity` is the file's as the walk mapped it. A scan's workers read each object from here
+    rather than walking the inputs again, and a file whose identity has moved since the walk
+    (replaced, rewritten, truncated) is not read.
+    """
+
+    path: str  # the file mapped: the archive, the file itself, or a thin archive's member file
+    identity: Identity
+    offset: int
+    length: int
+
+
 @dataclass(frozen=True)
 class Blob:
     """Something that starts with the ELF magic: a whole file, or a member of an archive.
@@ -54,6 +71,7 @@ class Blob:
     path: str  # as the user named it, as found by the walk, or as an ld script named it
     member: str | None  # None outside archives; `inner.a(x.o)` for a member of a nested archive
     data: bytes | memoryview
+    where: Where
 
     @property
     def display(self) -> str:
@@ -75,6 +93,7 @@ def not_elf_reason(head: bytes) -> str:
     return "not an ELF file"
 
 
+_At = tuple[str, Identity, int]  # a buffer's place: the file mapped, its identity, the buffer's offset in it
 Chain = tuple[str, ...]  # member names, outermost first: ("normal.a", "one.o") is shown normal.a(one.o)
 
 
@@ -90,44 +109,7 @@ def iter_blobs(paths: Sequence[str], sink: Sink) -> Iterator[Blob]:
     Explicitly named files that are not ELF are reported to `sink.skip`; inside a directory walk,
     only archives, ld scripts, ELF files and LLVM bitcode are considered.
     """
-    return (blob for _index, blob in Walk(paths, sink).blobs_from(0))
-
-
-class Walk:
-    """`iter_blobs` numbered, that can go back to the start of any input it has passed.
-
-    A scan's workers find objects by their number in this walk. Going back to an earlier object
-    used to mean walking every archive header again from the first input, for each of the OCaml
-    reach's rounds of call reads; an input's start is recorded with what the walk had seen by
-    then (a file named twice, or through a symlink, is read once), so the walk resumes there.
-    """
-
-    def __init__(self, paths: Sequence[str], sink: Sink) -> None:
-        self._paths = list(paths)
-        self._sink = sink
-        # Per input passed, in order: its walk number and how many files and directories the walk
-        # had seen before it, as prefixes of the orders below (counts, not copies of the sets: a
-        # pre-commit run may name thousands of files).
-        self._starts: list[tuple[int, int, int]] = []
-        self._files: list[tuple[int, int]] = []  # the files seen, in the order the walk met them
-        self._dirs: list[tuple[int, int]] = []
-
-    def blobs_from(self, target: int) -> Iterator[tuple[int, Blob]]:
-        """(walk number, blob) from the start of the input holding `target`, or of the last input passed."""
-        position = bisect.bisect_right(self._starts, target, key=lambda start: start[0]) - 1
-        inputs = _Inputs(self._sink)
-        index = 0
-        if position >= 0:
-            index, files, dirs = self._starts[position]
-            inputs.remember(self._files[:files], self._dirs[:dirs])
-        for at in range(max(position, 0), len(self._paths)):
-            if at == len(self._starts):
-                # Past every earlier pass: this one's orders extend theirs.
-                self._starts.append((index, len(inputs.files_order), len(inputs.dirs_order)))
-                self._files, self._dirs = inputs.files_order, inputs.dirs_order
-            for blob in inputs.paths(self._paths[at : at + 1]):
-                yield index, blob
-                index += 1
+    return _Inputs(sink).paths(paths)
 
 
 class _Inputs:
@@ -135,19 +117,8 @@ class _Inputs:
         self.sink = sink
         self.files_seen: set[tuple[int, int]] = set()
         self.dirs_seen: set[tuple[int, int]] = set()
-        self.files_order: list[tuple[int, int]] = []  # the same, in the order seen (see `Walk`)
-        self.dirs_order: list[tuple[int, int]] = []
         # Archives that thin-archive entries point into, mapped and indexed once while an input is read.
         self.nested: dict[str, tuple[MappedFile, str | None, dict[int, Member], ArchiveError | None]] = {}
-
-    def remember(self, files: list[tuple[int, int]], dirs: list[tuple[int, int]]) -> None:
-        """Start as a walk that has already seen these files and directories, in this order."""
-        self.files_order, self.dirs_order = files, dirs
-        self.files_seen, self.dirs_seen = set(files), set(dirs)
-
-    def _saw_dir(self, key: tuple[int, int]) -> None:
-        self.dirs_seen.add(key)
-        self.dirs_order.append(key)
 
     def paths(self, paths: Sequence[str]) -> Iterator[Blob]:
         for path in paths:
@@ -157,7 +128,7 @@ class _Inputs:
                 self.sink.error(path, None, f"cannot read: {exc.strerror or exc}")
                 continue
             if stat.S_ISDIR(info.st_mode):
-                self._saw_dir((info.st_dev, info.st_ino))
+                self.dirs_seen.add((info.st_dev, info.st_ino))
                 yield from self._walk(path)
             else:
                 yield from self._file(path, explicit=True, depth=0)
@@ -178,7 +149,7 @@ class _Inputs:
             if stat.S_ISDIR(info.st_mode):
                 key = (info.st_dev, info.st_ino)
                 if name not in VCS_DIRS and key not in self.dirs_seen:  # symlinked loops end here
-                    self._saw_dir(key)
+                    self.dirs_seen.add(key)
                     yield from self._walk(path)
             elif stat.S_ISREG(info.st_mode):
                 yield from self._file(path, explicit=False, depth=0)
@@ -196,7 +167,6 @@ class _Inputs:
             if mapping.key in self.files_seen:
                 return
             self.files_seen.add(mapping.key)
-            self.files_order.append(mapping.key)
             data = mapping.view
             head = bytes(data[:8])
             kind = archive_kind(head)
@@ -204,9 +174,10 @@ class _Inputs:
                 if explicit:
                     self.sink.skip(path, None, "empty file", "empty")
             elif head.startswith(ELF_MAGIC):
-                yield Blob(path, None, data)
+                yield Blob(path, None, data, Where(path, mapping.identity, 0, len(data)))
             elif kind is not None:
-                yield from self._archive(path, (), data, kind == "thin", os.path.dirname(path), depth)
+                at = (path, mapping.identity, 0)
+                yield from self._archive(path, (), data, kind == "thin", os.path.dirname(path), depth, at)
             elif head.startswith(BITCODE_MAGICS):
                 self.sink.skip(path, None, BITCODE_REASON, "not-analysable")
             else:
@@ -253,7 +224,7 @@ class _Inputs:
             yield from self._file(target, explicit=True, depth=depth + 1)
 
     def _archive(
-        self, path: str, outer: Chain, data: memoryview, thin: bool, base: str, depth: int
+        self, path: str, outer: Chain, data: memoryview, thin: bool, base: str, depth: int, at: _At
     ) -> Iterator[Blob]:
         if depth >= MAX_NESTING:
             self.sink.error(path, _shown(outer), f"archives nested more than {MAX_NESTING} deep")
@@ -264,7 +235,8 @@ class _Inputs:
                 if thin:
                     yield from self._thin_member(path, chain, member, base, depth)
                 else:
-                    yield from self._member(path, chain, member.data, base, depth)
+                    inside = (at[0], at[1], at[2] + member.data_offset)
+                    yield from self._member(path, chain, member.data, base, depth, inside)
         except ArchiveError as exc:
             self.sink.error(path, _shown((*outer, exc.member) if exc.member else outer), str(exc))
 
@@ -286,7 +258,8 @@ class _Inputs:
             self.sink.error(path, name, f"thin archive member file {target} is not a regular file ({exc})")
             return
         try:
-            yield from self._member(path, chain, mapping.view, os.path.dirname(target), depth)
+            at = (target, mapping.identity, 0)
+            yield from self._member(path, chain, mapping.view, os.path.dirname(target), depth, at)
         finally:
             mapping.close()
 
@@ -305,7 +278,7 @@ class _Inputs:
             reason = exc.strerror if isinstance(exc, OSError) else f"not a regular file ({exc})"
             self.sink.error(path, _shown(chain), f"thin archive points into {target}: {reason or exc}")
             return
-        _, kind, index, problem = self.nested[target]
+        mapped, kind, index, problem = self.nested[target]
         inner = index.get(member.origin or 0)
         if inner is None:
             why = problem or (f"no member header at offset {member.origin:#x}" if kind else "not an archive")
@@ -315,21 +288,24 @@ class _Inputs:
                 path, (*chain, inner.name), inner, os.path.dirname(target), depth + 1
             )
         else:
+            at = (target, mapped.identity, inner.data_offset)
             yield from self._member(
-                path, (*chain, inner.name), inner.data, os.path.dirname(target), depth + 1
+                path, (*chain, inner.name), inner.data, os.path.dirname(target), depth + 1, at
             )
 
-    def _member(self, path: str, chain: Chain, data: memoryview, base: str, depth: int) -> Iterator[Blob]:
+    def _member(
+        self, path: str, chain: Chain, data: memoryview, base: str, depth: int, at: _At
+    ) -> Iterator[Blob]:
         name = _shown(chain)
         head = bytes(data[:8])
         kind = archive_kind(head)
         if not data:
             self.sink.skip(path, name, "empty member", "empty")
         elif head.startswith(ELF_MAGIC):
-            yield Blob(path, name, data)
+            yield Blob(path, name, data, Where(at[0], at[1], at[2], len(data)))
         elif head.startswith(BITCODE_MAGICS):
             self.sink.skip(path, name, BITCODE_REASON, "not-analysable")
         elif kind is not None:
-            yield from self._archive(path, chain, data, kind == "thin", base, depth + 1)
+            yield from self._archive(path, chain, data, kind == "thin", base, depth + 1, at)
         else:
             self.sink.skip(path, name, not_elf_reason(bytes(data[:512])), "not-elf")

@@ -25,7 +25,7 @@ from redzone_check.attribution.paths import PathMapper
 from redzone_check.cache import ResultCache, default_directory, salt
 from redzone_check.callgraph import CallGraph
 from redzone_check.callsource import WorkerCalls
-from redzone_check.inputs import iter_blobs
+from redzone_check.inputs import Where, iter_blobs
 from redzone_check.model import (
     LEVELS,
     Finding,
@@ -73,7 +73,7 @@ class _Walk:
                 self.skip(blob.path, blob.member, "excluded by configuration", "excluded")
                 continue
             self.slots.append(index)
-            self.items.append((index, blob.path, blob.member, len(blob.data)))
+            self.items.append((index, blob.path, blob.member, len(blob.data), blob.where))
             if first is not None:
                 original = first.setdefault(content_key(blob.data), index)
                 if original != index:
@@ -87,10 +87,10 @@ def content_key(data: bytes | memoryview) -> bytes:
 
 
 def _batches(items: Sequence[Item], mode: Mode = "analyse") -> Iterator[Task]:
-    batch: list[tuple[int, str, str | None]] = []
+    batch: list[tuple[int, str, str | None, Where]] = []
     size = 0
-    for index, path, member, length in items:
-        batch.append((index, path, member))
+    for index, path, member, length, where in items:
+        batch.append((index, path, member, where))
         size += length
         if size >= BATCH_BYTES or len(batch) >= BATCH_OBJECTS:
             yield Task(tuple(batch), mode)
@@ -123,7 +123,7 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
     copies = _Copies(walk)
     # One runner for the analysis and the reach: its workers are forked at the first batch, before
     # the call graph fills this process, and read the calls later without a second fork.
-    with Runner(paths, options, cache, jobs) as runner:
+    with Runner(options, cache, jobs) as runner:
         batches = copies.merge(runner.run(_batches(originals)))
         for index, result in _stream(walk.items, batches, options, total):
             if result.symbols is not None:
@@ -213,7 +213,7 @@ class _Copies:
             result = self._originals[original]
             if self._last[original] == copy:
                 del self._originals[original]
-            _, path, member, _ = place = self._places[copy]
+            _, path, member, _, _ = place = self._places[copy]
             derived = _derived(result, copy, self._mapper.binary(path), member)
             if derived is None:
                 self.late.append(place)

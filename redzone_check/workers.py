@@ -1,17 +1,18 @@
 """Per-object work, run in this process or in forked workers, with the same code either way.
 
-A task names objects by their position in the walk of the inputs (`inputs.Walk`), never by their
-bytes: each worker walks the same paths itself, so no object is pickled and memory stays flat.
-A task's objects ascend; a task that goes back (the OCaml reach reads calls in rounds) resumes the
-walk at the start of the input that holds its first object.
+A task names objects by their number in the scan's walk of the inputs and by where the walk found
+their bytes (`inputs.Where`), never by the bytes themselves: a worker maps the file and reads the
+object there, so no object is pickled, memory stays flat, and a task may name objects in any order
+(the OCaml reach reads calls in rounds, going back to objects analysed long before).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from redzone_check.archive import MappedFile, NotRegularFile
 from redzone_check.attribute import Debug, findings_for, unit_findings
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
 from redzone_check.attribution.paths import PathMapper
@@ -21,15 +22,16 @@ from redzone_check.detect import Detection, Hit, detect
 from redzone_check.elf import ElfFile, NotApplicable, Symbol
 from redzone_check.errors import InputError
 from redzone_check.functions import list_functions
-from redzone_check.inputs import Blob, Walk
+from redzone_check.inputs import Blob, Where
 from redzone_check.model import Finding, InputProblem, SkipKind, Skipped
 from redzone_check.options import ScanOptions
 
 if TYPE_CHECKING:
     from multiprocessing.pool import Pool
 
+CHANGED = "changed while it was being scanned"
 LTO_REASON = "GCC LTO object: GIMPLE bytecode only, no machine code to analyse (scan the linked output)"
-Item = tuple[int, str, "str | None", int]  # walk index, path, member, size
+Item = tuple[int, str, "str | None", int, Where]  # walk index, path, member, size, where the bytes are
 # What a task asks of its objects: the analysis, or (for the call graph) their calls, or their calls
 # with the source lines of OCaml call sites (a read of the DWARF: tens of MB for a large object).
 Mode = Literal["analyse", "calls", "lines"]
@@ -68,7 +70,7 @@ class ObjectResult:
 
 @dataclass(frozen=True)
 class Task:
-    items: tuple[tuple[int, str, str | None], ...]  # (walk index, path, member), ascending
+    items: tuple[tuple[int, str, str | None, Where], ...]  # (walk index, path, member, where)
     mode: Mode = "analyse"
 
 
@@ -118,46 +120,30 @@ def calls_of(data: bytes | memoryview) -> ObjectCalls:
 class Worker:
     """Turns tasks into results; one per process."""
 
-    def __init__(self, paths: Sequence[str], options: ScanOptions, cache: ResultCache | None) -> None:
-        self.paths = list(paths)
+    def __init__(self, options: ScanOptions, cache: ResultCache | None) -> None:
         self.options = options
         self.cache = cache
         self.mapper = PathMapper(options.source_root, options.path_maps)
-        self._inputs = Walk(self.paths, _Quiet())
-        self._restart()
-
-    def _restart(self, target: int = 0) -> None:
-        self._walk: Iterator[tuple[int, Blob]] = self._inputs.blobs_from(target)
-        self._next = 0  # at or before `target`: what the walk yields next is numbered
-
-    def _blobs(self, wanted: Sequence[int]) -> Iterator[tuple[int, Blob | None]]:
-        if wanted and wanted[0] < self._next:
-            self._restart(wanted[0])
-        for target in wanted:
-            blob = None
-            while self._next <= target:
-                item = next(self._walk, None)
-                if item is None:
-                    self._next = target + 1  # the inputs shrank while being scanned
-                    break
-                index, found = item
-                self._next = index + 1
-                if index == target:
-                    blob = found
-            yield target, blob
 
     def run(self, task: Task) -> list[ObjectResult]:
         out = []
-        blobs = self._blobs([item[0] for item in task.items])
-        for (index, path, member), (_, blob) in zip(task.items, blobs, strict=True):
-            if blob is None or blob.path != path or blob.member != member:
-                problem = InputProblem(self.mapper.binary(path), member, "changed while it was being scanned")
-                out.append(ObjectResult(index, errors=(problem,)))
-            elif task.mode != "analyse":
-                calls, fresh = self._calls(blob, lines=task.mode == "lines")
-                out.append(ObjectResult(index, calls=calls, fresh=fresh))
-            else:
-                out.append(self._object(index, blob))
+        files = _Files()
+        try:
+            for index, path, member, where in task.items:
+                data = files.read(where)
+                if data is None:
+                    problem = InputProblem(self.mapper.binary(path), member, CHANGED)
+                    out.append(ObjectResult(index, errors=(problem,)))
+                    continue
+                blob = Blob(path, member, data, where)
+                if task.mode != "analyse":
+                    calls, fresh = self._calls(blob, lines=task.mode == "lines")
+                    out.append(ObjectResult(index, calls=calls, fresh=fresh))
+                else:
+                    out.append(self._object(index, blob))
+                del blob, data  # the mapping may go when the next object is in another file
+        finally:
+            files.close()
         return out
 
     def _cached(self, blob: Blob) -> tuple[str | None, Analysed | None]:
@@ -226,22 +212,41 @@ class Worker:
         )
 
 
-class _Quiet:
-    """The workers' sink: the parent's own walk already recorded every input problem."""
+class _Files:
+    """The file of the objects being read, mapped once for all of a task's objects in it."""
 
-    def skip(self, path: str, member: str | None, reason: str, kind: SkipKind) -> None:
-        pass
+    def __init__(self) -> None:
+        self._path: str | None = None
+        self._mapping: MappedFile | None = None
 
-    def error(self, path: str, member: str | None, message: str) -> None:
-        pass
+    def read(self, where: Where) -> memoryview | None:
+        """The bytes at `where`, or None when its file is no longer the one the walk mapped."""
+        if where.path != self._path:
+            self.close()
+            self._path = where.path
+            try:
+                self._mapping = MappedFile(where.path)
+            except (OSError, NotRegularFile):
+                self._mapping = None
+        mapping = self._mapping
+        if mapping is None or mapping.identity != where.identity:
+            return None
+        if where.offset < 0 or where.offset + where.length > len(mapping.view):
+            return None
+        return mapping.view[where.offset : where.offset + where.length]
+
+    def close(self) -> None:
+        if self._mapping is not None:
+            self._mapping.close()
+        self._path = self._mapping = None
 
 
 _worker: Worker | None = None
 
 
-def _init(paths: Sequence[str], options: ScanOptions, cache: ResultCache | None) -> None:
+def _init(options: ScanOptions, cache: ResultCache | None) -> None:
     global _worker
-    _worker = Worker(paths, options, cache)
+    _worker = Worker(options, cache)
 
 
 def _run(task: Task) -> list[ObjectResult]:
@@ -256,10 +261,8 @@ class Runner:
     parallel, so a scan gives its analysis to the runner before the call graph fills the process.
     """
 
-    def __init__(
-        self, paths: Sequence[str], options: ScanOptions, cache: ResultCache | None, jobs: int
-    ) -> None:
-        self._args = (paths, options, cache)
+    def __init__(self, options: ScanOptions, cache: ResultCache | None, jobs: int) -> None:
+        self._args = (options, cache)
         self.jobs = jobs
         self._pool: Pool | None = None
         self._local: Worker | None = None

@@ -1,4 +1,4 @@
-"""Workers find objects by their place in the walk, batches stay small, and the progress line behaves."""
+"""Workers read objects where the walk found them, batches stay small, and the progress line behaves."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from conftest import require_tool, run
 
 import redzone_check.scan
-from redzone_check.inputs import Blob, _Inputs, iter_blobs
+from redzone_check.inputs import Blob, Where, _Inputs, iter_blobs
 from redzone_check.options import ScanOptions
 from redzone_check.progress import Progress, render
 from redzone_check.scan import _batches, scan
@@ -33,45 +33,53 @@ def archive(compile_c: Callable[..., Path], tmp_path: Path) -> Path:
     return out
 
 
-def test_worker_walks_again_when_asked_for_an_earlier_object(archive: Path) -> None:
-    worker = Worker([str(archive)], ScanOptions(jobs=1, use_cache=False), None)
-    later = worker.run(Task(((2, str(archive), "c.o"),)))
-    earlier = worker.run(Task(((0, str(archive), "a.o"), (1, str(archive), "b.o"))))
+def _tasks(paths: list[str]) -> list[tuple[int, str, str | None, Where]]:
+    """What a scan's walk hands its workers for these inputs."""
+    return [(i, b.path, b.member, b.where) for i, b in enumerate(iter_blobs(paths, _Sink()))]
+
+
+def test_worker_reads_objects_where_the_walk_found_them_in_any_order(
+    archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = _tasks([str(archive)])
+    assert [(m, w.offset) for _, _, m, w in items] == [(m, o + 60) for m, o in header_offsets(archive)]
+
+    def no_walk(*args: object) -> Iterator[Blob]:
+        raise AssertionError("a worker reads objects where the walk found them, without walking")
+
+    monkeypatch.setattr(_Inputs, "paths", no_walk)
+    worker = Worker(ScanOptions(jobs=1, use_cache=False), None)
+    later = worker.run(Task((items[2],)))
+    earlier = worker.run(Task((items[0], items[1])))
     assert [r.index for r in later + earlier] == [2, 0, 1]
     assert [r.analysed for r in later + earlier] == [True, True, True]
     assert [f.function for r in later + earlier for f in r.findings] == ["c", "a"]
 
 
-def test_going_back_resumes_at_the_input_that_holds_the_object(
-    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A symlink to the first archive is read once (skipped the second time), so resuming at the
-    # third input must remember that the first was seen, or the numbers would shift.
+def test_where_covers_nested_thin_and_symlinked_inputs(archive: Path, tmp_path: Path) -> None:
+    # A symlink to the first archive is read once; a thin archive's members are read from their
+    # own files; an archive inside an archive is read at its offset in the outer file.
     (tmp_path / "again.a").symlink_to(archive)
-    other = tmp_path / "other" / "libabc.a"
-    other.parent.mkdir()
-    other.write_bytes(archive.read_bytes())
-    paths = [str(archive), str(tmp_path / "again.a"), str(other)]
-    walked = [(b.path, b.member) for b in iter_blobs(paths, _Sink())]
-    assert walked == [(p, m) for p in (str(archive), str(other)) for m in ("a.o", "b.o", "c.o")]
-
-    opened: list[str] = []
-    real_file = _Inputs._file
-
-    def counted(self: _Inputs, path: str, explicit: bool, depth: int) -> Iterator[Blob]:
-        opened.append(path)
-        return real_file(self, path, explicit, depth)
-
-    monkeypatch.setattr(_Inputs, "_file", counted)
-    worker = Worker(paths, ScanOptions(jobs=1, use_cache=False), None)
-    last = worker.run(Task(((5, str(other), "c.o"),)))
-    opened.clear()
-    back = worker.run(Task(((3, str(other), "a.o"), (4, str(other), "b.o"))))
-    assert opened == [str(other)], "the walk resumed at the third input, not at the first"
-    first = worker.run(Task(((0, str(archive), "a.o"),)))
-    assert [r.index for r in last + back + first] == [5, 3, 4, 0]
-    assert all(r.analysed and not r.errors for r in last + back + first)
-    assert [f.function for r in last + back + first for f in r.findings] == ["c", "a", "a"]
+    members = tmp_path / "members"
+    members.mkdir()
+    run(["ar", "x", archive], cwd=members)
+    thin = tmp_path / "libthin.a"
+    run(["ar", "rcT", thin.name, *(f"members/{n}.o" for n in UNITS)], cwd=tmp_path)
+    outer = tmp_path / "outer.a"
+    run(["ar", "rc", outer, archive])
+    paths = [str(archive), str(tmp_path / "again.a"), str(thin), str(outer)]
+    items = _tasks(paths)
+    assert [(p, m) for _, p, m, _ in items] == [
+        *((str(archive), f"{n}.o") for n in UNITS),
+        *((str(thin), f"members/{n}.o") for n in UNITS),
+        *((str(outer), f"libabc.a({n}.o)") for n in UNITS),
+    ]
+    assert {w.path for _, _, _, w in items} == {str(archive), str(outer)} | {
+        str(members / f"{n}.o") for n in UNITS
+    }
+    results = Worker(ScanOptions(jobs=1, use_cache=False), None).run(Task(tuple(reversed(items))))
+    assert all(r.analysed and not r.errors for r in results)
+    assert [f.function for r in results for f in r.findings] == ["c", "a"] * 3
 
 
 class _Sink:
@@ -82,18 +90,45 @@ class _Sink:
         raise AssertionError(message)
 
 
-def test_object_that_is_not_where_the_walk_put_it_is_an_error(archive: Path) -> None:
-    worker = Worker([str(archive)], ScanOptions(jobs=1, use_cache=False), None)
-    (moved, missing) = worker.run(Task(((1, str(archive), "a.o"), (7, str(archive), "z.o"))))
-    assert [e.message for e in moved.errors + missing.errors] == ["changed while it was being scanned"] * 2
-    assert not moved.analysed and not missing.analysed
+def header_offsets(archive: Path) -> list[tuple[str, int]]:
+    """(member, offset of its 60-byte header), from binutils: `ar tvO` prints each member's offset."""
+    listing = subprocess.run(["ar", "tO", str(archive)], capture_output=True, text=True, check=True)
+    found = []
+    for line in listing.stdout.splitlines():
+        name, offset = line.rsplit(" ", 1)
+        found.append((name, int(offset, 16) - 60))
+    return found
+
+
+def test_object_whose_file_changed_since_the_walk_is_an_error(archive: Path, tmp_path: Path) -> None:
+    items = _tasks([str(archive)])
+    worker = Worker(ScanOptions(jobs=1, use_cache=False), None)
+    assert not worker.run(Task((items[0],)))[0].errors
+    # Rewritten in place (same inode, new size), replaced by another file, and gone.
+    with archive.open("ab") as grown:
+        grown.write(b"\n")
+    replaced = tmp_path / "libabc.a.new"
+    replaced.write_bytes(archive.read_bytes())
+    rewritten = worker.run(Task((items[1],)))
+    replaced.replace(archive)
+    renamed = worker.run(Task((items[2],)))
+    archive.unlink()
+    missing = worker.run(Task((items[0],)))
+    for result in rewritten + renamed + missing:
+        assert [e.message for e in result.errors] == ["changed while it was being scanned"]
+        assert not result.analysed
 
 
 def test_batches_are_bounded_in_objects_and_bytes() -> None:
-    items = [(i, "lib.a", f"m{i}.o", 1000) for i in range(150)]
+    where = Where("lib.a", (0, 0, 0, 0), 0, 0)
+    items = [(i, "lib.a", f"m{i}.o", 1000, where) for i in range(150)]
     sizes = [len(t.items) for t in _batches(items)]
     assert sizes == [64, 64, 22]
-    big = [(0, "lib.a", "huge.o", 10**7), (1, "lib.a", "small.o", 10), (2, "lib.a", "next.o", 10)]
+    big = [
+        (0, "lib.a", "huge.o", 10**7, where),
+        (1, "lib.a", "small.o", 10, where),
+        (2, "lib.a", "next.o", 10, where),
+    ]
     assert [len(t.items) for t in _batches(big)] == [1, 2]
     assert all(t.mode == "calls" for t in _batches(items, "calls"))
 
