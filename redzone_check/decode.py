@@ -19,6 +19,17 @@ for _i in range(8, 16):
         REG64[f"r{_i}{_s}"] = f"r{_i}"
 
 
+# A bit per 64-bit register, for the register sets of the lite filters: sets of up to sixteen
+# members are cheaper as ints than as frozensets, and the collector never has to walk an int.
+GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", *(f"r{_i}" for _i in range(8, 16)))
+BIT: dict[str, int] = {_name: 1 << _i for _i, _name in enumerate(GPRS)}
+
+
+def registers(mask: int) -> list[str]:
+    """The names of the registers in `mask`, in `GPRS` order."""
+    return [name for i, name in enumerate(GPRS) if mask >> i & 1]
+
+
 @cache
 def decoder() -> Cs:
     """Detailed AT&T decoder, as objdump prints instructions."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from redzone_check.decode import lite_decoder
+from redzone_check.decode import BIT, GPRS, lite_decoder, registers
 from redzone_check.lite import Ops, control, opcode, operands, writes_implicitly
 
+_RSP = BIT["rsp"]
 Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text)
 
 
@@ -67,11 +68,11 @@ class Facts:
     def __init__(
         self,
         kind: str | None,  # control(): call, ret, jmp, jcc or None
-        names: frozenset[str],  # the registers it names, in or out of a memory operand
+        names: int,  # the registers it names, in or out of a memory operand (a mask of `decode.BIT`)
         always: bool,  # push, pop, call, leave, enter, or it writes registers it does not name
-        carries: tuple[tuple[str, str], ...],  # (a, b): a stack address in a may reach b; ("", b): b gets one
-        inside: frozenset[str],  # the registers of its memory address
-        derefs: frozenset[str],  # registers in the address of a memory access (not a lea's)
+        carries: tuple[tuple[int, int], ...],  # (a, b): a stack address in a may reach b; (0, b): b gets one
+        inside: int,  # the registers of its memory address
+        derefs: int,  # registers in the address of a memory access (not a lea's)
         below: bool,  # an access through %rsp with a negative displacement or an index register
     ) -> None:
         self.kind = kind
@@ -88,14 +89,11 @@ def facts(mnemonic: str, op_str: str) -> Facts:
     op = opcode(mnemonic)
     ops = operands(op_str)
     lea = op.startswith("lea")
-    derefs = _NONE if lea else ops.inside
+    derefs = 0 if lea else ops.inside
     below = not lea and ops.base == "rsp" and _below_rsp(op_str)
     return Facts(
         control(op), ops.outside | ops.inside, _always(op), _carries(op, ops), ops.inside, derefs, below
     )
-
-
-_NONE: frozenset[str] = frozenset()
 
 
 @lru_cache(maxsize=4096)
@@ -118,53 +116,56 @@ def may_access_below(facts: list[Facts]) -> bool:
     hold a stack address, or accesses %rsp with a negative displacement or an index. Sound: a
     verdict needs one of these (the others are never judged), so skipping the rest changes no result.
     """
-    if any(fact.below for fact in facts):
-        return True
-    derefs: set[str] = set()
+    derefs = 0
     for fact in facts:
+        if fact.below:
+            return True
         derefs |= fact.derefs
-    derefs.discard("rsp")
-    return bool(derefs) and not derefs.isdisjoint(closure(facts, index_registers=False))
+    derefs &= ~_RSP
+    return derefs != 0 and derefs & closure(facts, index_registers=False) != 0
 
 
-def closure(facts: list[Facts], index_registers: bool) -> frozenset[str]:
-    """Registers that can ever hold a stack address (a sound over-approximation).
+def closure(facts: list[Facts], index_registers: bool) -> int:
+    """Registers that can ever hold a stack address (a sound over-approximation), as a mask.
 
     Flow-insensitive: a graph of "may carry a value to" edges between registers, searched
     from %rsp, so each instruction is read once whatever the length of the chains. With
     `index_registers`, also the registers used beside them in an address: the analysis tracks
     their constant bounds, which decide the verdict.
     """
-    edges: dict[str, set[str]] = {}
-    roots = ["rsp"]
+    edges = [0] * len(GPRS)  # register number -> the registers it may carry a value to
+    tracked = _RSP
     for fact in facts:
         for src, dst in fact.carries:
-            if src == "":
-                roots.append(dst)
+            if src == 0:
+                tracked |= dst
             else:
-                edges.setdefault(src, set()).add(dst)
-        if index_registers and len(fact.inside) > 1:
-            for reg in fact.inside:
-                edges.setdefault(reg, set()).update(fact.inside)
-    tracked = set(roots)
-    todo = list(roots)
+                edges[src.bit_length() - 1] |= dst
+        inside = fact.inside
+        if index_registers and inside & (inside - 1):  # two registers or more
+            for reg in range(len(GPRS)):
+                if inside >> reg & 1:
+                    edges[reg] |= inside
+    todo = tracked
     while todo:
-        for nxt in edges.get(todo.pop(), ()):
-            if nxt not in tracked:
-                tracked.add(nxt)
-                todo.append(nxt)
-    return frozenset(tracked)
+        low = todo & -todo
+        todo ^= low
+        new = edges[low.bit_length() - 1] & ~tracked
+        tracked |= new
+        todo |= new
+    return tracked
 
 
-def _carries(op: str, ops: Ops) -> tuple[tuple[str, str], ...]:
-    dest = ops.dest
-    if dest is None:
-        return (("", "rbp"),) if op.startswith("enter") else ()
-    found = [(src, dest) for src in ops.outside if src != dest]
-    if op.startswith("lea") and ops.base is not None and ops.base != dest:
-        found.append((ops.base, dest))
+def _carries(op: str, ops: Ops) -> tuple[tuple[int, int], ...]:
+    outside = [BIT[reg] for reg in registers(ops.outside)]
+    if ops.dest is None:
+        return ((0, BIT["rbp"]),) if op.startswith("enter") else ()
+    dest = BIT[ops.dest]
+    found = [(src, dest) for src in outside if src != dest]
+    if op.startswith("lea") and ops.base is not None and ops.base != ops.dest:
+        found.append((BIT[ops.base], dest))
     if op.startswith("xchg"):
-        found.extend((a, b) for a in ops.outside for b in ops.outside if a != b)
+        found.extend((a, b) for a in outside for b in outside if a != b)
     if op.startswith("enter"):
-        found.append(("", "rbp"))
+        found.append((0, BIT["rbp"]))
     return tuple(found)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from redzone_check.decode import REG64
+from redzone_check.decode import BIT, REG64
 
 _REG = re.compile(r"%([a-z][a-z0-9]*)")
 _PREFIXES = frozenset(
@@ -118,14 +118,14 @@ STOPS = frozenset(
 
 
 class Ops:
-    """Registers (as 64-bit names) an operand string names, split by where they appear."""
+    """Registers (as 64-bit registers) an operand string names, split by where they appear."""
 
     __slots__ = ("base", "dest", "has_memory", "inside", "outside")
 
     def __init__(
         self,
-        outside: frozenset[str],  # named as registers
-        inside: frozenset[str],  # used in a memory operand's address
+        outside: int,  # named as registers (a mask of `decode.BIT`)
+        inside: int,  # used in a memory operand's address (a mask)
         dest: str | None,  # last operand when it is a register
         has_memory: bool,
         base: str | None,  # base register of the memory operand, if any
@@ -139,8 +139,7 @@ class Ops:
 
 @lru_cache(maxsize=65536)
 def operands(op_str: str) -> Ops:
-    outside: set[str] = set()
-    inside: set[str] = set()
+    outside = inside = 0
     base = None
     for match in _REG.finditer(op_str):
         reg = REG64.get(match.group(1))
@@ -151,12 +150,12 @@ def operands(op_str: str) -> Ops:
         if within:
             if base is None and op_str[start - 1] == "(":
                 base = reg
-            inside.add(reg)
+            inside |= BIT[reg]
         else:
-            outside.add(reg)
+            outside |= BIT[reg]
     last = op_str.rsplit(",", 1)[-1].strip()
     dest = REG64.get(last[1:]) if last.startswith("%") else None
-    return Ops(frozenset(outside), frozenset(inside), dest, "(" in op_str, base)
+    return Ops(outside, inside, dest, "(" in op_str, base)
 
 
 @lru_cache(maxsize=4096)

@@ -96,7 +96,7 @@ class _Analyser:
 
     def _relevant(self, i: int) -> bool:
         known = self.facts[i]
-        return known.always or not known.names.isdisjoint(self.tracked)
+        return known.always or known.names & self.tracked != 0
 
     def _detail(self, i: int) -> Digest | None:
         addr, size, mnemonic, op_str = self.lite[i]

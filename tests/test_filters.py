@@ -1,0 +1,75 @@
+"""The lite filters on real lite text: which registers may carry a stack address, and which
+functions the analysis can skip. The texts come from capstone's own lite decoding of assembled
+bytes, so the AT&T spelling is capstone's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import require_tool, run
+
+from redzone_check.decode import BIT, registers
+from redzone_check.filters import closure, decode, facts, may_access_below, may_use_red_zone
+from redzone_check.lite import operands
+
+
+def lite_of(asm: str, tmp_path: Path) -> list[tuple[int, int, str, str]]:
+    require_tool("as")
+    require_tool("objcopy")
+    src, obj, raw = tmp_path / "f.s", tmp_path / "f.o", tmp_path / "f.bin"
+    src.write_text(".text\n" + asm + "\n")
+    run(["as", "--64", "-o", obj, src])
+    run(["objcopy", "-O", "binary", "--only-section=.text", obj, raw])
+    return decode(raw.read_bytes(), 0)
+
+
+def tracked(asm: str, tmp_path: Path, index_registers: bool = True) -> list[str]:
+    known = [facts(m, o) for _a, _s, m, o in lite_of(asm, tmp_path)]
+    return registers(closure(known, index_registers))
+
+
+def test_operands_split_registers_by_where_they_appear() -> None:
+    ops = operands("%rax, -0x8(%rbp,%r12d,4)")
+    assert registers(ops.outside) == ["rax"]
+    assert registers(ops.inside) == ["rbp", "r12"]
+    assert (ops.base, ops.dest, ops.has_memory) == ("rbp", None, True)
+    ops = operands("%esp, %ebx")
+    assert registers(ops.outside) == ["rbx", "rsp"]
+    assert (ops.base, ops.dest) == (None, "rbx")
+
+
+def test_closure_follows_copies_leas_and_exchanges_from_rsp(tmp_path: Path) -> None:
+    asm = """
+        lea 0x10(%rsp), %rdi
+        mov %rdi, %rax
+        xchg %rax, %r9
+        mov %rbx, %rcx
+        enter $16, $0
+    """
+    assert tracked(asm, tmp_path) == ["rax", "rdi", "rbp", "rsp", "r9"]
+
+
+def test_closure_adds_index_registers_beside_tracked_ones_only_when_asked(tmp_path: Path) -> None:
+    asm = """
+        mov %rsp, %rsi
+        mov (%rsi,%rcx,8), %rdx
+        mov (%rbx,%r8), %r10
+    """
+    assert tracked(asm, tmp_path) == ["rcx", "rsi", "rsp"]
+    assert tracked(asm, tmp_path, index_registers=False) == ["rsi", "rsp"]
+
+
+def test_filters_skip_what_cannot_reach_below_rsp(tmp_path: Path) -> None:
+    quiet = lite_of(
+        "push %rbx\nsub $0x20, %rsp\nmov %rax, 0x8(%rsp)\nadd $0x20, %rsp\npop %rbx\nret", tmp_path
+    )
+    assert not may_use_red_zone(quiet)
+    below = lite_of("mov %rax, -0x8(%rsp)\nret", tmp_path)
+    assert may_use_red_zone(below)
+    assert may_access_below([facts(m, o) for _a, _s, m, o in below])
+    # %rsp copied, but the copy is never dereferenced: nothing to judge.
+    copied = [facts(m, o) for _a, _s, m, o in lite_of("mov %rsp, %rax\nmov (%rbx), %rcx\nret", tmp_path)]
+    assert not may_access_below(copied)
+    deref = [facts(m, o) for _a, _s, m, o in lite_of("mov %rsp, %rax\nmov -8(%rax), %rcx\nret", tmp_path)]
+    assert may_access_below(deref)
+    assert BIT["rsp"] == 1 << 7
