@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from redzone_check.decode import BIT, GPRS, lite_decoder, registers
+from redzone_check.decode import BIT, GPRS, lite_decoder
 from redzone_check.lite import Ops, control, opcode, operands, writes_implicitly
 
 _RSP = BIT["rsp"]
@@ -157,7 +157,12 @@ def closure(facts: list[Facts], index_registers: bool) -> int:
 
 
 def _carries(op: str, ops: Ops) -> tuple[tuple[int, int], ...]:
-    outside = [BIT[reg] for reg in registers(ops.outside)]
+    outside = []
+    rest = ops.outside
+    while rest:
+        low = rest & -rest  # one register's bit
+        outside.append(low)
+        rest ^= low
     if ops.dest is None:
         return ((0, BIT["rbp"]),) if op.startswith("enter") else ()
     dest = BIT[ops.dest]
