@@ -6,7 +6,6 @@ up); a corrupt debug section costs the attribution, never the detection.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from elftools.elf.elffile import ELFFile
 from redzone_check.attribution.demangle import demangle
 from redzone_check.attribution.lines import LineTable
 from redzone_check.attribution.paths import PathMapper
+from redzone_check.attribution.pyelf import open_elf
 from redzone_check.attribution.units import CompileUnits, Unit
 from redzone_check.detect import Detection, Hit
 from redzone_check.errors import InputError
@@ -39,7 +39,7 @@ class Debug:
     def elf(self) -> ELFFile | None:
         if self._elf is None and not self._failed:
             try:
-                self._elf = ELFFile(io.BytesIO(bytes(self.data)))
+                self._elf = open_elf(self.data)
             except (ELFError, ValueError, OSError) as exc:
                 self._fail(f"cannot read debug information: {exc}")
         return self._elf

@@ -175,16 +175,14 @@ def with_site_lines(calls: ObjectCalls, data: bytes | memoryview) -> ObjectCalls
     """Source lines of the OCaml call sites, from the object's DWARF when it has any (-g)."""
     if not calls.sites:
         return calls
-    import io
-
     from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
 
     from redzone_check.attribution.lines import LineTable
+    from redzone_check.attribution.pyelf import open_elf
     from redzone_check.errors import InputError
 
     try:
-        table = LineTable.from_elf(ELFFile(io.BytesIO(bytes(data))))
+        table = LineTable.from_elf(open_elf(data))
         if table is None:
             return calls
         lines = []
