@@ -36,6 +36,16 @@ class Debug:
     _units: CompileUnits | None = None
     _failed: bool = False
 
+    def __enter__(self) -> Debug:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # pyelftools' ELFFile sits in reference cycles, which keep its copy of the object's bytes
+        # until the collector runs: free the copy now, as a scan may open thousands of these.
+        if self._elf is not None:
+            self._elf.stream.close()
+        self._elf = self._lines = self._units = None
+
     def elf(self) -> ELFFile | None:
         if self._elf is None and not self._failed:
             try:

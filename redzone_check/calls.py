@@ -181,8 +181,10 @@ def with_site_lines(calls: ObjectCalls, data: bytes | memoryview) -> ObjectCalls
     from redzone_check.attribution.pyelf import open_elf
     from redzone_check.errors import InputError
 
+    elf = None
     try:
-        table = LineTable.from_elf(open_elf(data))
+        elf = open_elf(data)
+        table = LineTable.from_elf(elf)
         if table is None:
             return calls
         lines = []
@@ -192,6 +194,9 @@ def with_site_lines(calls: ObjectCalls, data: bytes | memoryview) -> ObjectCalls
                 lines.append((caller, callee, info.file, info.line))
     except (InputError, ELFError, ValueError, OSError):
         return calls  # attribution is best effort; detection already happened
+    finally:
+        if elf is not None:
+            elf.stream.close()  # its copy of the bytes, which reference cycles would keep (attribute.Debug)
     return replace(calls, site_lines=tuple(lines))
 
 

@@ -194,11 +194,11 @@ class Worker:
             def report(message: str) -> None:
                 errors.append(InputProblem(shown, member, message))
 
-            debug = Debug(blob.data, report)
-            detection = Detection((), result.hits, result.unknown)
-            findings.extend(findings_for(path, member, detection, debug, self.mapper, options, hint))
-            if options.require_no_red_zone_flag:
-                findings.extend(unit_findings(path, member, debug, self.mapper))
+            with Debug(blob.data, report) as debug:
+                detection = Detection((), result.hits, result.unknown)
+                findings.extend(findings_for(path, member, detection, debug, self.mapper, options, hint))
+                if options.require_no_red_zone_flag:
+                    findings.extend(unit_findings(path, member, debug, self.mapper))
         return ObjectResult(
             index,
             tuple(findings),

@@ -10,6 +10,7 @@ from typing import Any
 
 from elftools.elf.elffile import ELFFile
 
+from redzone_check.attribute import Debug
 from redzone_check.attribution.lines import LineTable
 from redzone_check.attribution.pyelf import open_elf
 
@@ -86,3 +87,13 @@ def _collect_all() -> int:
         found = gc.collect()
         total += found
     return total
+
+
+def test_debug_frees_its_copy_of_the_object_on_exit(compile_c: Callable[..., Path]) -> None:
+    data = compile_c(SOURCE, name="freed", flags=("-O2", "-g")).read_bytes()
+    messages: list[str] = []
+    with Debug(data, messages.append) as debug:
+        assert debug.line(1, 0) is not None
+        elf = debug.elf()
+        assert elf is not None
+    assert elf.stream.closed and not messages
