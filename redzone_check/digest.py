@@ -17,17 +17,17 @@ from __future__ import annotations
 import ctypes
 import re
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from capstone import CS_ERR_OK, _cs, _cs_insn, x86
 
 from redzone_check.decode import canonical, decoder
 
-OP_REG = x86.X86_OP_REG
-OP_IMM = x86.X86_OP_IMM
-OP_MEM = x86.X86_OP_MEM
-_LOCK = 0xF0
-_CACHE_LIMIT = 1 << 16  # about 30 MB; a miss of a known shape costs a template, not capstone
+OP_REG: Final[int] = x86.X86_OP_REG
+OP_IMM: Final[int] = x86.X86_OP_IMM
+OP_MEM: Final[int] = x86.X86_OP_MEM
+_LOCK: Final = 0xF0
+_CACHE_LIMIT: Final = 1 << 16  # about 30 MB; a miss of a known shape costs a template, not capstone
 
 
 # Op and Digest (like filters.Facts and lite.Ops) are plain classes rather than NamedTuples:
@@ -99,12 +99,12 @@ class Digest:
         return f"Digest({self.id}, {self.lock}, {self.ops!r}, {self.written!r})"
 
 
-_cache: dict[bytes, Digest | None] = {}
-_templates: dict[tuple[str, str, int], list[_Template]] = {}
+_cache: Final[dict[bytes, Digest | None]] = {}
+_templates: Final[dict[tuple[str, str, int], list[_Template]]] = {}
 
 # A displacement, an absolute address, a branch target or an immediate: a number that
 # stands alone in an operand. Not the digits of %r8 or %st(1), nor a scale.
-_NUMBER = re.compile(r"(?<![^\s,:*$])(-?(?:0x[0-9a-f]+|\d+))(?=$|[(,])")
+_NUMBER: Final = re.compile(r"(?<![^\s,:*$])(-?(?:0x[0-9a-f]+|\d+))(?=$|[(,])")
 
 
 def _signed(bits: int) -> Callable[[int], int]:
@@ -118,7 +118,7 @@ def _signed(bits: int) -> Callable[[int], int]:
 
 
 # How capstone's value of an operand may relate to the number it prints.
-_MODES = tuple(_signed(bits) for bits in (64, 32, 16, 8))
+_MODES: Final = tuple(_signed(bits) for bits in (64, 32, 16, 8))
 
 
 class _Template(NamedTuple):

@@ -10,11 +10,12 @@ filters off, and tests/test_speed_equivalence.py checks they change no result.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Final
 
 from redzone_check.decode import BIT, GPRS, lite_decoder
 from redzone_check.lite import Ops, control, opcode, operands, writes_implicitly
 
-_RSP = BIT["rsp"]
+_RSP: Final[int] = BIT["rsp"]
 Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text)
 
 

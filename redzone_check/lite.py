@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Final
 
 from redzone_check.decode import BIT, REG64
 
-_REG = re.compile(r"%([a-z][a-z0-9]*)")
-_PREFIXES = frozenset(
+_REG: Final = re.compile(r"%([a-z][a-z0-9]*)")
+_PREFIXES: Final = frozenset(
     {"lock", "rep", "repe", "repz", "repne", "repnz", "notrack", "bnd", "xacquire", "xrelease"}
 )
 
 # Instructions that write general-purpose registers they do not name.
-_IMPLICIT = frozenset(
+_IMPLICIT: Final = frozenset(
     {
         "cpuid",
         "rdtsc",
@@ -89,8 +90,8 @@ _IMPLICIT = frozenset(
         "serialize",
     }
 )
-_SUFFIXES = ("b", "w", "l", "q", "sb", "sw", "sl", "sq")
-STOPS = frozenset(
+_SUFFIXES: Final = ("b", "w", "l", "q", "sb", "sw", "sl", "sq")
+STOPS: Final = frozenset(
     {
         "ret",
         "retq",

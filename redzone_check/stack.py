@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from capstone import CS_AC_WRITE
 
@@ -22,7 +23,8 @@ from redzone_check.filters import Facts, Lite, closure, decode, facts, may_acces
 from redzone_check.lite import branch_target
 from redzone_check.stackstate import NOT_ACCESSES, STORES, State, Val, is_fence, join, judge, transfer
 
-_WIDEN_AFTER = 6
+_WIDEN_AFTER: Final[int] = 6
+_WRITE: Final[int] = CS_AC_WRITE
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,7 @@ def _judge_all(
         if isinstance(verdict, str):
             unknown += 1
         elif verdict is not None:
-            write = bool(op.access & CS_AC_WRITE) or insn.id in STORES
+            write = bool(op.access & _WRITE) or insn.id in STORES
             kind = "write" if write else "read"
             found.append(Access(address, text_at(address), kind, verdict, op.size, is_fence(insn)))
             _address_of(op, st, found, text_at)

@@ -7,15 +7,17 @@ unknown. Plain numbers (index registers with known bounds) use the CONST epoch.
 
 from __future__ import annotations
 
+from typing import Final
+
 from capstone import CS_AC_WRITE, x86
 
 from redzone_check.digest import OP_IMM, OP_REG, Digest, Op
 
-INF = 1 << 62
-CONST = -(1 << 50)  # the "epoch" of plain numbers (index registers with known bounds)
+INF: Final[int] = 1 << 62
+CONST: Final[int] = -(1 << 50)  # the "epoch" of plain numbers (index registers with known bounds)
 
 # x87/SSE state stores that capstone marks as reads.
-STORES = frozenset(
+STORES: Final[frozenset[int]] = frozenset(
     {
         x86.X86_INS_FNSTCW,
         x86.X86_INS_FNSTSW,
@@ -40,7 +42,7 @@ STORES = frozenset(
     }
 )
 
-NOT_ACCESSES = frozenset(
+NOT_ACCESSES: Final[frozenset[int]] = frozenset(
     {
         x86.X86_INS_NOP,
         x86.X86_INS_LEA,
@@ -56,7 +58,30 @@ NOT_ACCESSES = frozenset(
     }
 )
 
-_CALLER_SAVED = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11")
+# capstone's ids as compiled constants: read through the module, each was a dict lookup and a
+# getattr on every instruction step (mypyc keeps a `Final[int]` as a C static).
+_ADD: Final[int] = x86.X86_INS_ADD
+_AND: Final[int] = x86.X86_INS_AND
+_CALL: Final[int] = x86.X86_INS_CALL
+_DEC: Final[int] = x86.X86_INS_DEC
+_ENTER: Final[int] = x86.X86_INS_ENTER
+_INC: Final[int] = x86.X86_INS_INC
+_LEA: Final[int] = x86.X86_INS_LEA
+_LEAVE: Final[int] = x86.X86_INS_LEAVE
+_MOV: Final[int] = x86.X86_INS_MOV
+_OR: Final[int] = x86.X86_INS_OR
+_POP: Final[int] = x86.X86_INS_POP
+_POPF: Final[int] = x86.X86_INS_POPF
+_POPFQ: Final[int] = x86.X86_INS_POPFQ
+_PUSH: Final[int] = x86.X86_INS_PUSH
+_PUSHF: Final[int] = x86.X86_INS_PUSHF
+_PUSHFQ: Final[int] = x86.X86_INS_PUSHFQ
+_SUB: Final[int] = x86.X86_INS_SUB
+_XCHG: Final[int] = x86.X86_INS_XCHG
+_XOR: Final[int] = x86.X86_INS_XOR
+_WRITE: Final[int] = CS_AC_WRITE
+
+_CALLER_SAVED: Final = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11")
 
 
 # Val and State are plain classes rather than dataclasses: compiled by mypyc they become native
@@ -181,7 +206,7 @@ def _index_floor(st: State, index: str | None, scale: int) -> int:
 
 def is_fence(insn: Digest) -> bool:
     # `lock orl $0,-0x40(%rsp)` orders memory and changes nothing it touches.
-    if not insn.lock or insn.id not in (x86.X86_INS_OR, x86.X86_INS_ADD):
+    if not insn.lock or insn.id not in (_OR, _ADD):
         return False
     return any(op.type == OP_IMM and op.imm == 0 for op in insn.ops)
 
@@ -212,26 +237,26 @@ def transfer(insn: Digest, st: State, fresh: int) -> None:
     """Update the stack state for one instruction (its effect on %rsp and derived registers)."""
     iid = insn.id
     ops = insn.ops
-    if iid in (x86.X86_INS_PUSH, x86.X86_INS_PUSHFQ, x86.X86_INS_PUSHF):
+    if iid in (_PUSH, _PUSHFQ, _PUSHF):
         size = ops[0].size if ops and ops[0].type != OP_IMM else 8
         st.rsp = st.rsp.add(-(2 if size == 2 else 8))
         return
-    if iid in (x86.X86_INS_POP, x86.X86_INS_POPFQ, x86.X86_INS_POPF):
+    if iid in (_POP, _POPFQ, _POPF):
         size = ops[0].size if ops else 8
         dest = ops[0].reg if ops and ops[0].type == OP_REG else None
         st.rsp = st.rsp.add(2 if size == 2 else 8)
         if dest is not None:
             st.set(dest, None, fresh)
         return
-    if iid == x86.X86_INS_CALL:
+    if iid == _CALL:
         for reg in _CALLER_SAVED:
             st.regs.pop(reg, None)
         return
-    if iid == x86.X86_INS_LEAVE:
+    if iid == _LEAVE:
         rbp = st.regs.pop("rbp", None)
         st.set("rsp", rbp.add(8) if rbp is not None else None, fresh)
         return
-    if iid == x86.X86_INS_ENTER:
+    if iid == _ENTER:
         st.rsp = st.rsp.add(-8)
         st.regs["rbp"] = st.rsp
         st.rsp = st.rsp.add(-int(ops[0].imm))
@@ -246,9 +271,9 @@ def _operands(insn: Digest) -> tuple[Op | None, Op | None]:
     ops = insn.ops
     if len(ops) != 2:
         return None, None
-    if ops[1].access & CS_AC_WRITE and not ops[0].access & CS_AC_WRITE:
+    if ops[1].access & _WRITE and not ops[0].access & _WRITE:
         return ops[0], ops[1]
-    if ops[0].access & CS_AC_WRITE and not ops[1].access & CS_AC_WRITE:
+    if ops[0].access & _WRITE and not ops[1].access & _WRITE:
         return ops[1], ops[0]
     return None, None
 
@@ -261,7 +286,7 @@ def _reg64(op: Op | None) -> str | None:
 
 def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
     iid = insn.id
-    if iid == x86.X86_INS_XCHG and len(insn.ops) == 2:
+    if iid == _XCHG and len(insn.ops) == 2:
         a, b = (_reg64(op) for op in insn.ops)
         if a and b:
             va, vb = st.get(a), st.get(b)
@@ -269,12 +294,12 @@ def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
             st.set(b, va, fresh)
             return True
         return False
-    if iid in (x86.X86_INS_INC, x86.X86_INS_DEC) and len(insn.ops) == 1:
+    if iid in (_INC, _DEC) and len(insn.ops) == 1:
         r = _reg64(insn.ops[0]) or _reg32(insn.ops[0])
         cur = st.get(r) if r else None
         if r is None or cur is None:
             return False
-        new = cur.add(1 if iid == x86.X86_INS_INC else -1)
+        new = cur.add(1 if iid == _INC else -1)
         st.set(r, new if _fits(insn.ops[0], new) else None, fresh)
         return True
     src, dst = _operands(insn)
@@ -286,13 +311,13 @@ def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
     if d is None:
         return False
     cur = st.get(d)
-    if iid == x86.X86_INS_MOV:
+    if iid == _MOV:
         s = _reg64(src)
         st.set(d, st.get(s) if s else None, fresh)
         if s in st.origin:
             st.origin[d] = st.origin[s]
         return True
-    if iid == x86.X86_INS_LEA:
+    if iid == _LEA:
         base = src.base
         bval = st.get(base) if base else None
         val = bval.add(src.disp) if bval is not None and src.idx is None else None
@@ -300,8 +325,8 @@ def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
         if val is not None and val.epoch != CONST and d != "rsp":
             st.origin[d] = fresh - 1
         return True
-    if iid in (x86.X86_INS_SUB, x86.X86_INS_ADD) and cur is not None:
-        sign = -1 if iid == x86.X86_INS_SUB else 1
+    if iid in (_SUB, _ADD) and cur is not None:
+        sign = -1 if iid == _SUB else 1
         if src.type == OP_IMM:
             new = cur.add(sign * int(src.imm))
             alloca = st.alloca
@@ -321,7 +346,7 @@ def _transfer_arith(insn: Digest, st: State, fresh: int) -> bool:
             return True
         st.set(d, None, fresh)
         return True
-    if iid == x86.X86_INS_AND and cur is not None and src.type == OP_IMM:
+    if iid == _AND and cur is not None and src.type == OP_IMM:
         mask = int(src.imm)
         if mask < 0 and (-mask) & (-mask - 1) == 0:
             # Aligning down by 2^k lowers the value by at most 2^k - 1.
@@ -349,24 +374,24 @@ def _transfer_const(iid: int, src: Op, dst: Op, st: State, fresh: int) -> bool:
     """Plain numbers in 32-bit registers: `mov $16,%eax`, `xor %eax,%eax`, `add $1,%eax`."""
     d = _reg32(dst)
     if d is None:
-        if iid == x86.X86_INS_MOV and src.type == OP_IMM and dst.type == OP_REG and dst.size == 8:
+        if iid == _MOV and src.type == OP_IMM and dst.type == OP_REG and dst.size == 8:
             st.set(dst.reg or "", Val(CONST, src.imm, src.imm), fresh)
             return True
         return False
-    if iid == x86.X86_INS_MOV and src.type == OP_IMM:
+    if iid == _MOV and src.type == OP_IMM:
         value = src.imm & 0xFFFFFFFF
         st.set(d, Val(CONST, value, value), fresh)
         return True
-    if iid == x86.X86_INS_XOR and src.type == OP_REG and src.reg == d:
+    if iid == _XOR and src.type == OP_REG and src.reg == d:
         st.set(d, Val(CONST, 0, 0), fresh)
         return True
-    if iid == x86.X86_INS_MOV and src.type == OP_REG and src.reg:
+    if iid == _MOV and src.type == OP_REG and src.reg:
         val = st.get(src.reg)
         st.set(d, val if val is not None and _fits(dst, val) else None, fresh)
         return True
     cur = st.get(d)
-    if iid in (x86.X86_INS_ADD, x86.X86_INS_SUB) and src.type == OP_IMM and cur is not None:
-        new = cur.add(src.imm if iid == x86.X86_INS_ADD else -src.imm)
+    if iid in (_ADD, _SUB) and src.type == OP_IMM and cur is not None:
+        new = cur.add(src.imm if iid == _ADD else -src.imm)
         st.set(d, new if _fits(dst, new) else None, fresh)
         return True
     st.set(d, None, fresh)
