@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from redzone_check.errors import InputError
 
@@ -79,8 +79,9 @@ class Section:
         return bool(self.flags & SHF_EXECINSTR) and self.type == SHT_PROGBITS and self.size > 0
 
 
-@dataclass(frozen=True)
-class Symbol:
+# A NamedTuple, not a frozen dataclass, which sets each field through object.__setattr__:
+# a scan builds one Symbol per symbol of every object.
+class Symbol(NamedTuple):
     name: str
     value: int
     size: int

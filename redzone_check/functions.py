@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from redzone_check.elf import (
     SHN_LORESERVE,
@@ -22,8 +22,7 @@ from redzone_check.elf import (
 _BIND_RANK = {STB_GLOBAL: 0, STB_WEAK: 1, STB_LOCAL: 2}
 
 
-@dataclass(frozen=True)
-class Function:
+class Function(NamedTuple):  # not a frozen dataclass: see elf.Symbol
     name: str  # the primary raw symbol
     aliases: tuple[str, ...]  # other symbols at the same address
     section_index: int
