@@ -2,25 +2,27 @@
 
 DWARF is parsed only for objects that have hits (pyelftools is slow to set
 up); a corrupt debug section costs the attribution, never the detection.
+pyelftools is even imported only then: a fifth of a pre-commit run on a clean object.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
+from typing import TYPE_CHECKING
 
 from redzone_check.attribution.demangle import demangle
-from redzone_check.attribution.lines import LineTable
 from redzone_check.attribution.paths import PathMapper
-from redzone_check.attribution.pyelf import open_elf
-from redzone_check.attribution.units import CompileUnits, Unit
 from redzone_check.detect import Detection, Hit
 from redzone_check.errors import InputError
 from redzone_check.model import BuildInfo, Finding, Instruction, Level, Source, binary_location
 from redzone_check.options import RED_ZONE_SAFE_PLATFORMS, ScanOptions
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
+
+    from redzone_check.attribution.lines import LineTable
+    from redzone_check.attribution.units import CompileUnits, Unit
 
 Report = Callable[[str], None]
 
@@ -48,6 +50,10 @@ class Debug:
 
     def elf(self) -> ELFFile | None:
         if self._elf is None and not self._failed:
+            from elftools.common.exceptions import ELFError
+
+            from redzone_check.attribution.pyelf import open_elf
+
             try:
                 self._elf = open_elf(self.data)
             except (ELFError, ValueError, OSError) as exc:
@@ -65,6 +71,8 @@ class Debug:
             return None
         try:
             if self._lines is None:
+                from redzone_check.attribution.lines import LineTable
+
                 self._lines = LineTable.from_elf(elf)
             info = self._lines.lookup(section_index, offset) if self._lines else None
         except InputError as exc:
@@ -88,6 +96,8 @@ class Debug:
             return None
         if self._units is None:
             try:
+                from redzone_check.attribution.units import CompileUnits
+
                 self._units = CompileUnits.from_elf(elf)
             except InputError as exc:
                 self._fail(str(exc))

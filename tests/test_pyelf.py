@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import io
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,19 @@ def test_debug_frees_its_copy_of_the_object_on_exit(compile_c: Callable[..., Pat
         elf = debug.elf()
         assert elf is not None
     assert elf.stream.closed and not messages
+
+
+def test_pyelftools_is_imported_only_for_objects_with_findings(compile_c: Callable[..., Path]) -> None:
+    # A pre-commit run on a clean object should not pay for importing pyelftools.
+    clean = compile_c("int add(int a, int b) { return a + b; }", name="clean", flags=("-O2", "-g"))
+    flagged = compile_c(SOURCE, name="flagged", flags=("-O2", "-g"))
+    probe = (
+        "import sys\nfrom redzone_check.cli import main\n"
+        "status = main(['--no-cache', '--quiet', '--format', 'json', '--output', '/dev/null', sys.argv[1]])\n"
+        "print(status, any(m.startswith('elftools') for m in sys.modules))\n"
+    )
+    seen = [
+        subprocess.run([sys.executable, "-c", probe, str(obj)], capture_output=True, text=True, check=True)
+        for obj in (clean, flagged)
+    ]
+    assert [s.stdout.split() for s in seen] == [["0", "False"], ["1", "True"]]
