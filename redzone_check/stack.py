@@ -74,7 +74,7 @@ class _Block:
         self.succs: list[int] = []  # block indices
         self.indirect = False  # ends in an indirect jump
         # (address, digest) of the instructions that matter to the stack state
-        self.steps: list[tuple[int, Digest]] | None = None
+        self.steps: list[tuple[int, Digest, bool]] | None = None  # and whether it is judged
 
 
 class _Analyser:
@@ -206,7 +206,7 @@ class _Analyser:
             self._rpo = [rank.get(b, len(rank) + b) for b in range(len(self.blocks))]
         return self._rpo
 
-    def _steps(self, block: _Block) -> list[tuple[int, Digest]]:
+    def _steps(self, block: _Block) -> list[tuple[int, Digest, bool]]:
         if block.steps is None:
             block.steps = []
             for i in range(block.start, block.end):
@@ -214,13 +214,15 @@ class _Analyser:
                     continue
                 insn = self._detail(i)
                 if insn is not None:
-                    block.steps.append((self.lite[i][0], insn))
+                    # Judged when it accesses memory: decided once, not on every visit.
+                    judged = insn.id not in NOT_ACCESSES and any(op.type == OP_MEM for op in insn.ops)
+                    block.steps.append((self.lite[i][0], insn, judged))
         return block.steps
 
     def _run_block(self, block: _Block, st: State, found: list[Access]) -> int:
         unknown = 0
-        for addr, insn in self._steps(block):
-            if insn.id not in NOT_ACCESSES:
+        for addr, insn, judged in self._steps(block):
+            if judged:
                 unknown += _judge_all(insn, addr, st, found, self._text_at)
             transfer(insn, st, fresh=addr + 1)
         return unknown
