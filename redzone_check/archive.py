@@ -186,13 +186,17 @@ class MappedFile:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise NotRegularFile(_file_type(info.st_mode))
-            self.key = (info.st_dev, info.st_ino)
             # What tells a later reader it maps the same file: replaced or rewritten, one of these moves.
             self.identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
             self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if info.st_size else None
         finally:
             os.close(fd)
         self.view = memoryview(self._map) if self._map is not None else memoryview(b"")
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """The file, whatever its contents: device and inode."""
+        return self.identity[:2]
 
     def close(self) -> None:
         self.view.release()

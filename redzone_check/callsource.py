@@ -27,7 +27,7 @@ class WorkerCalls:
 
     def calls(self, keys: Sequence[str]) -> Iterator[tuple[str, ObjectCalls]]:
         items = sorted(self._items[key] for key in keys)
-        parallel = sum(item[3] for item in items) >= self._parallel_bytes
+        parallel = sum(item[3].length for item in items) >= self._parallel_bytes
         yield from self._read(items, "calls", parallel, lambda calls: calls)
 
     def site_lines(self, keys: Sequence[str]) -> Iterator[tuple[str, tuple[SiteLine, ...]]]:

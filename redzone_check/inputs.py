@@ -57,6 +57,10 @@ class Where:
     offset: int
     length: int
 
+    def within(self, offset: int, length: int) -> Where:
+        """The `length` bytes at `offset` of the bytes here (a member of an archive that is here)."""
+        return Where(self.path, self.identity, self.offset + offset, length)
+
 
 @dataclass(frozen=True)
 class Blob:
@@ -93,7 +97,6 @@ def not_elf_reason(head: bytes) -> str:
     return "not an ELF file"
 
 
-_At = tuple[str, Identity, int]  # a buffer's place: the file mapped, its identity, the buffer's offset in it
 Chain = tuple[str, ...]  # member names, outermost first: ("normal.a", "one.o") is shown normal.a(one.o)
 
 
@@ -176,7 +179,7 @@ class _Inputs:
             elif head.startswith(ELF_MAGIC):
                 yield Blob(path, None, data, Where(path, mapping.identity, 0, len(data)))
             elif kind is not None:
-                at = (path, mapping.identity, 0)
+                at = Where(path, mapping.identity, 0, len(data))
                 yield from self._archive(path, (), data, kind == "thin", os.path.dirname(path), depth, at)
             elif head.startswith(BITCODE_MAGICS):
                 self.sink.skip(path, None, BITCODE_REASON, "not-analysable")
@@ -224,7 +227,7 @@ class _Inputs:
             yield from self._file(target, explicit=True, depth=depth + 1)
 
     def _archive(
-        self, path: str, outer: Chain, data: memoryview, thin: bool, base: str, depth: int, at: _At
+        self, path: str, outer: Chain, data: memoryview, thin: bool, base: str, depth: int, at: Where
     ) -> Iterator[Blob]:
         if depth >= MAX_NESTING:
             self.sink.error(path, _shown(outer), f"archives nested more than {MAX_NESTING} deep")
@@ -235,7 +238,7 @@ class _Inputs:
                 if thin:
                     yield from self._thin_member(path, chain, member, base, depth)
                 else:
-                    inside = (at[0], at[1], at[2] + member.data_offset)
+                    inside = at.within(member.data_offset, len(member.data))
                     yield from self._member(path, chain, member.data, base, depth, inside)
         except ArchiveError as exc:
             self.sink.error(path, _shown((*outer, exc.member) if exc.member else outer), str(exc))
@@ -258,7 +261,7 @@ class _Inputs:
             self.sink.error(path, name, f"thin archive member file {target} is not a regular file ({exc})")
             return
         try:
-            at = (target, mapping.identity, 0)
+            at = Where(target, mapping.identity, 0, len(mapping.view))
             yield from self._member(path, chain, mapping.view, os.path.dirname(target), depth, at)
         finally:
             mapping.close()
@@ -288,21 +291,22 @@ class _Inputs:
                 path, (*chain, inner.name), inner, os.path.dirname(target), depth + 1
             )
         else:
-            at = (target, mapped.identity, inner.data_offset)
+            at = Where(target, mapped.identity, inner.data_offset, len(inner.data))
             yield from self._member(
                 path, (*chain, inner.name), inner.data, os.path.dirname(target), depth + 1, at
             )
 
     def _member(
-        self, path: str, chain: Chain, data: memoryview, base: str, depth: int, at: _At
+        self, path: str, chain: Chain, data: memoryview, base: str, depth: int, at: Where
     ) -> Iterator[Blob]:
+        """The blobs in `data`, whose bytes are at `at`."""
         name = _shown(chain)
         head = bytes(data[:8])
         kind = archive_kind(head)
         if not data:
             self.sink.skip(path, name, "empty member", "empty")
         elif head.startswith(ELF_MAGIC):
-            yield Blob(path, name, data, Where(at[0], at[1], at[2], len(data)))
+            yield Blob(path, name, data, at)
         elif head.startswith(BITCODE_MAGICS):
             self.sink.skip(path, name, BITCODE_REASON, "not-analysable")
         elif kind is not None:

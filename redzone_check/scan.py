@@ -25,7 +25,7 @@ from redzone_check.attribution.paths import PathMapper
 from redzone_check.cache import ResultCache, default_directory, salt
 from redzone_check.callgraph import CallGraph
 from redzone_check.callsource import WorkerCalls
-from redzone_check.inputs import Where, iter_blobs
+from redzone_check.inputs import iter_blobs
 from redzone_check.model import (
     LEVELS,
     Finding,
@@ -73,7 +73,7 @@ class _Walk:
                 self.skip(blob.path, blob.member, "excluded by configuration", "excluded")
                 continue
             self.slots.append(index)
-            self.items.append((index, blob.path, blob.member, len(blob.data), blob.where))
+            self.items.append((index, blob.path, blob.member, blob.where))
             if first is not None:
                 original = first.setdefault(content_key(blob.data), index)
                 if original != index:
@@ -87,11 +87,11 @@ def content_key(data: bytes | memoryview) -> bytes:
 
 
 def _batches(items: Sequence[Item], mode: Mode = "analyse") -> Iterator[Task]:
-    batch: list[tuple[int, str, str | None, Where]] = []
+    batch: list[Item] = []
     size = 0
-    for index, path, member, length, where in items:
-        batch.append((index, path, member, where))
-        size += length
+    for item in items:
+        batch.append(item)
+        size += item[3].length
         if size >= BATCH_BYTES or len(batch) >= BATCH_OBJECTS:
             yield Task(tuple(batch), mode)
             batch, size = [], 0
@@ -112,9 +112,9 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
     walk = _Walk(mapper, options)
     walk.run(paths)
     cache = open_cache(options)
-    total = sum(item[3] for item in walk.items)
+    total = sum(item[3].length for item in walk.items)
     originals = [item for item in walk.items if item[0] not in walk.copies]
-    jobs = max(1, options.jobs) if sum(item[3] for item in originals) >= PARALLEL_MIN_BYTES else 1
+    jobs = max(1, options.jobs) if sum(item[3].length for item in originals) >= PARALLEL_MIN_BYTES else 1
     # Every object's symbols go to the graph as they come (in walk order: a later object of the same
     # name replaces an earlier one); its calls are read later, and only if a finding needs them.
     graph = CallGraph()
@@ -154,7 +154,7 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
 def _stream(
     items: Sequence[Item], batches: Iterator[list[ObjectResult]], options: ScanOptions, total: int
 ) -> Iterator[tuple[int, ObjectResult]]:
-    sizes = {item[0]: item[3] for item in items}
+    sizes = {item[0]: item[3].length for item in items}
     progress = Progress(options.progress)
     done = count = 0
     try:
@@ -213,7 +213,7 @@ class _Copies:
             result = self._originals[original]
             if self._last[original] == copy:
                 del self._originals[original]
-            _, path, member, _, _ = place = self._places[copy]
+            _, path, member, _ = place = self._places[copy]
             derived = _derived(result, copy, self._mapper.binary(path), member)
             if derived is None:
                 self.late.append(place)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 CHANGED = "changed while it was being scanned"
 LTO_REASON = "GCC LTO object: GIMPLE bytecode only, no machine code to analyse (scan the linked output)"
-Item = tuple[int, str, "str | None", int, Where]  # walk index, path, member, size, where the bytes are
+Item = tuple[int, str, "str | None", Where]  # walk index, path, member, where the bytes are
 # What a task asks of its objects: the analysis, or (for the call graph) their calls, or their calls
 # with the source lines of OCaml call sites (a read of the DWARF: tens of MB for a large object).
 Mode = Literal["analyse", "calls", "lines"]
@@ -70,7 +70,7 @@ class ObjectResult:
 
 @dataclass(frozen=True)
 class Task:
-    items: tuple[tuple[int, str, str | None, Where], ...]  # (walk index, path, member, where)
+    items: tuple[Item, ...]
     mode: Mode = "analyse"
 
 

@@ -15,7 +15,7 @@ from redzone_check.inputs import Blob, Where, _Inputs, iter_blobs
 from redzone_check.options import ScanOptions
 from redzone_check.progress import Progress, render
 from redzone_check.scan import _batches, scan
-from redzone_check.workers import Task, Worker
+from redzone_check.workers import Item, Task, Worker
 
 UNITS = {
     "a": "long a(long x) { volatile long v[2] = {x, x}; return v[0] + v[1]; }",
@@ -33,7 +33,7 @@ def archive(compile_c: Callable[..., Path], tmp_path: Path) -> Path:
     return out
 
 
-def _tasks(paths: list[str]) -> list[tuple[int, str, str | None, Where]]:
+def _tasks(paths: list[str]) -> list[Item]:
     """What a scan's walk hands its workers for these inputs."""
     return [(i, b.path, b.member, b.where) for i, b in enumerate(iter_blobs(paths, _Sink()))]
 
@@ -120,14 +120,16 @@ def test_object_whose_file_changed_since_the_walk_is_an_error(archive: Path, tmp
 
 
 def test_batches_are_bounded_in_objects_and_bytes() -> None:
-    where = Where("lib.a", (0, 0, 0, 0), 0, 0)
-    items = [(i, "lib.a", f"m{i}.o", 1000, where) for i in range(150)]
+    def where(size: int) -> Where:
+        return Where("lib.a", (0, 0, 0, 0), 0, size)
+
+    items = [(i, "lib.a", f"m{i}.o", where(1000)) for i in range(150)]
     sizes = [len(t.items) for t in _batches(items)]
     assert sizes == [64, 64, 22]
     big = [
-        (0, "lib.a", "huge.o", 10**7, where),
-        (1, "lib.a", "small.o", 10, where),
-        (2, "lib.a", "next.o", 10, where),
+        (0, "lib.a", "huge.o", where(10**7)),
+        (1, "lib.a", "small.o", where(10)),
+        (2, "lib.a", "next.o", where(10)),
     ]
     assert [len(t.items) for t in _batches(big)] == [1, 2]
     assert all(t.mode == "calls" for t in _batches(items, "calls"))
