@@ -25,11 +25,6 @@ GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", *(f"r{_i}" for _
 BIT: dict[str, int] = {_name: 1 << _i for _i, _name in enumerate(GPRS)}
 
 
-def registers(mask: int) -> list[str]:
-    """The names of the registers in `mask`, in `GPRS` order."""
-    return [name for i, name in enumerate(GPRS) if mask >> i & 1]
-
-
 @cache
 def decoder() -> Cs:
     """Detailed AT&T decoder, as objdump prints instructions."""

@@ -144,9 +144,8 @@ def closure(facts: list[Facts], index_registers: bool) -> int:
                 edges[src.bit_length() - 1] |= dst
         inside = fact.inside
         if index_registers and inside & (inside - 1):  # two registers or more
-            for reg in range(len(GPRS)):
-                if inside >> reg & 1:
-                    edges[reg] |= inside
+            for reg in _bits(inside):
+                edges[reg.bit_length() - 1] |= inside
     todo = tracked
     while todo:
         low = todo & -todo
@@ -157,13 +156,18 @@ def closure(facts: list[Facts], index_registers: bool) -> int:
     return tracked
 
 
+def _bits(mask: int) -> list[int]:
+    """Each register of `mask` as a mask of its own."""
+    found = []
+    while mask:
+        low = mask & -mask
+        found.append(low)
+        mask ^= low
+    return found
+
+
 def _carries(op: str, ops: Ops) -> tuple[tuple[int, int], ...]:
-    outside = []
-    rest = ops.outside
-    while rest:
-        low = rest & -rest  # one register's bit
-        outside.append(low)
-        rest ^= low
+    outside = _bits(ops.outside)
     if ops.dest is None:
         return ((0, BIT["rbp"]),) if op.startswith("enter") else ()
     dest = BIT[ops.dest]

@@ -16,15 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from capstone import CS_AC_WRITE
-
 from redzone_check.digest import OP_MEM, Digest, Op, digest
 from redzone_check.filters import Facts, Lite, closure, decode, facts, may_access_below
 from redzone_check.lite import branch_target
-from redzone_check.stackstate import NOT_ACCESSES, STORES, State, Val, is_fence, join, judge, transfer
+from redzone_check.stackstate import NOT_ACCESSES, STORES, WRITE, State, Val, is_fence, join, judge, transfer
 
 _WIDEN_AFTER: Final[int] = 6
-_WRITE: Final[int] = CS_AC_WRITE
 
 
 @dataclass(frozen=True)
@@ -73,8 +70,9 @@ class _Block:
         self.end = end  # one past the last instruction
         self.succs: list[int] = []  # block indices
         self.indirect = False  # ends in an indirect jump
-        # (address, digest) of the instructions that matter to the stack state
-        self.steps: list[tuple[int, Digest, bool]] | None = None  # and whether it is judged
+        # (address, digest, judged) of the instructions that matter to the stack state; judged
+        # when it accesses memory, which is decided once here rather than on every visit
+        self.steps: list[tuple[int, Digest, bool]] | None = None
 
 
 class _Analyser:
@@ -214,7 +212,6 @@ class _Analyser:
                     continue
                 insn = self._detail(i)
                 if insn is not None:
-                    # Judged when it accesses memory: decided once, not on every visit.
                     judged = insn.id not in NOT_ACCESSES and any(op.type == OP_MEM for op in insn.ops)
                     block.steps.append((self.lite[i][0], insn, judged))
         return block.steps
@@ -276,7 +273,7 @@ def _judge_all(
         if isinstance(verdict, str):
             unknown += 1
         elif verdict is not None:
-            write = bool(op.access & _WRITE) or insn.id in STORES
+            write = bool(op.access & WRITE) or insn.id in STORES
             kind = "write" if write else "read"
             found.append(Access(address, text_at(address), kind, verdict, op.size, is_fence(insn)))
             _address_of(op, st, found, text_at)

@@ -79,7 +79,7 @@ _PUSHFQ: Final[int] = x86.X86_INS_PUSHFQ
 _SUB: Final[int] = x86.X86_INS_SUB
 _XCHG: Final[int] = x86.X86_INS_XCHG
 _XOR: Final[int] = x86.X86_INS_XOR
-_WRITE: Final[int] = CS_AC_WRITE
+WRITE: Final[int] = CS_AC_WRITE  # an operand access bit
 
 _CALLER_SAVED: Final = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11")
 
@@ -271,9 +271,9 @@ def _operands(insn: Digest) -> tuple[Op | None, Op | None]:
     ops = insn.ops
     if len(ops) != 2:
         return None, None
-    if ops[1].access & _WRITE and not ops[0].access & _WRITE:
+    if ops[1].access & WRITE and not ops[0].access & WRITE:
         return ops[0], ops[1]
-    if ops[0].access & _WRITE and not ops[1].access & _WRITE:
+    if ops[0].access & WRITE and not ops[1].access & WRITE:
         return ops[1], ops[0]
     return None, None
 

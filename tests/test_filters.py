@@ -8,9 +8,14 @@ from pathlib import Path
 
 from conftest import require_tool, run
 
-from redzone_check.decode import BIT, registers
+from redzone_check.decode import BIT, GPRS
 from redzone_check.filters import closure, decode, facts, may_access_below, may_use_red_zone
 from redzone_check.lite import operands
+
+
+def registers(mask: int) -> list[str]:
+    """The names of the registers in `mask`, in `GPRS` order."""
+    return [name for i, name in enumerate(GPRS) if mask >> i & 1]
 
 
 def lite_of(asm: str, tmp_path: Path) -> list[tuple[int, int, str, str]]:
