@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import require_tool, run
 
 from redzone_check.decode import BIT, GPRS
-from redzone_check.filters import closure, decode, facts, may_access_below, may_use_red_zone
+from redzone_check.filters import _facts, closure, decode, facts, may_access_below, may_use_red_zone
 from redzone_check.lite import operands
 
 
@@ -78,3 +78,23 @@ def test_filters_skip_what_cannot_reach_below_rsp(tmp_path: Path) -> None:
     deref = [facts(m, o) for _a, _s, m, o in lite_of("mov %rsp, %rax\nmov -8(%rax), %rcx\nret", tmp_path)]
     assert may_access_below(deref)
     assert BIT["rsp"] == 1 << 7
+
+
+def test_texts_without_registers_share_the_facts_of_their_mnemonic(tmp_path: Path) -> None:
+    lite = lite_of("jmp 1f\n1: call 2f\n2: push $0x10\nenter $0x20, $0\nnop\nret", tmp_path)
+    for _a, _s, mnemonic, op_str in lite:
+        assert "%" not in op_str
+        shared = facts(mnemonic, op_str)
+        # One entry per mnemonic, whatever the target or immediate, and the same facts as the text's own.
+        assert shared is facts(mnemonic, "")
+        own = _facts(mnemonic, op_str)
+        assert (own.kind, own.names, own.always, own.carries, own.inside, own.derefs, own.below) == (
+            shared.kind,
+            shared.names,
+            shared.always,
+            shared.carries,
+            shared.inside,
+            shared.derefs,
+            shared.below,
+        )
+    assert facts("enter", "$0x20, $0").carries == ((0, BIT["rbp"]),)
