@@ -121,6 +121,8 @@ class ElfFile:
             _EHDR.unpack_from(self.data, 0)
         )
         self.sections = self._read_sections(shoff, shentsize, shnum, shstrndx)
+        # Decoded once: functions, OCaml units and calls all read the symbol table.
+        self._symbols: list[Symbol] | None = None
 
     def _read_sections(self, shoff: int, shentsize: int, shnum: int, shstrndx: int) -> list[Section]:
         size = len(self.data)
@@ -175,6 +177,11 @@ class ElfFile:
 
     def symbols(self) -> list[Symbol]:
         """The static symbol table, or the dynamic one when the file is stripped."""
+        if self._symbols is None:
+            self._symbols = self._read_symbols()
+        return self._symbols
+
+    def _read_symbols(self) -> list[Symbol]:
         table = next((s for s in self.sections if s.type == SHT_SYMTAB), None)
         table = table or next((s for s in self.sections if s.type == SHT_DYNSYM), None)
         if table is None:

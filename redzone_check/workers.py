@@ -19,7 +19,7 @@ from redzone_check.attribution.paths import PathMapper
 from redzone_check.cache import ResultCache
 from redzone_check.calls import ObjectCalls, ObjectSymbols, object_calls, object_symbols, with_site_lines
 from redzone_check.detect import Detection, Hit, detect
-from redzone_check.elf import ElfFile, NotApplicable, Symbol
+from redzone_check.elf import ElfFile, NotApplicable
 from redzone_check.errors import InputError
 from redzone_check.functions import list_functions
 from redzone_check.inputs import Blob, Where
@@ -74,20 +74,9 @@ class Task:
     mode: Mode = "analyse"
 
 
-class _Elf(ElfFile):
-    """An ELF file that decodes its symbol table once: functions, OCaml units and calls all read it."""
-
-    _symbols: list[Symbol] | None = None
-
-    def symbols(self) -> list[Symbol]:
-        if self._symbols is None:
-            self._symbols = super().symbols()
-        return self._symbols
-
-
 def analyse(data: bytes | memoryview, prefilter: bool) -> Analysed:
     try:
-        elf = _Elf(data)
+        elf = ElfFile(data)
     except NotApplicable as exc:
         return Analysed(skip=(str(exc), "not-applicable"))
     except InputError as exc:
@@ -111,7 +100,7 @@ def analyse(data: bytes | memoryview, prefilter: bool) -> Analysed:
 
 def calls_of(data: bytes | memoryview) -> ObjectCalls:
     try:
-        elf = _Elf(data)
+        elf = ElfFile(data)
         return object_calls(elf, list_functions(elf))
     except (InputError, NotApplicable):  # analysed before, so not expected; no edges then
         return ObjectCalls((), ())
