@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Final
 
 from redzone_check.decode import BIT, GPRS, lite_decoder
-from redzone_check.lite import Ops, control, opcode, operands, writes_implicitly
+from redzone_check.lite import Ops, control, opcode, operands, reads_only, writes_implicitly
 
 _RSP: Final[int] = BIT["rsp"]
 Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text)
@@ -69,7 +69,9 @@ class Facts:
     def __init__(
         self,
         kind: str | None,  # control(): call, ret, jmp, jcc or None
-        names: int,  # the registers it names, in or out of a memory operand (a mask of `decode.BIT`)
+        # the registers it names, as a mask of `decode.BIT`: all of them, but for cmp, test and bt
+        # (which write none) only those of the memory address
+        names: int,
         always: bool,  # push, pop, call, leave, enter, or it writes registers it does not name
         carries: tuple[tuple[int, int], ...],  # (a, b): a stack address in a may reach b; (0, b): b gets one
         inside: int,  # the registers of its memory address
@@ -100,9 +102,12 @@ def _facts(mnemonic: str, op_str: str) -> Facts:
     lea = op.startswith("lea")
     derefs = 0 if lea else ops.inside
     below = not lea and ops.base == "rsp" and _below_rsp(op_str)
-    return Facts(
-        control(op), ops.outside | ops.inside, _always(op), _carries(op, ops), ops.inside, derefs, below
-    )
+    # One-operand imul writes %rdx:%rax, which it does not name.
+    always = _always(op) or (op.startswith("imul") and "," not in op_str)
+    if reads_only(op):
+        # cmp, test, bt: only the registers of a memory operand can matter (it is read, and judged).
+        return Facts(control(op), ops.inside, always, (), ops.inside, derefs, below)
+    return Facts(control(op), ops.outside | ops.inside, always, _carries(op, ops), ops.inside, derefs, below)
 
 
 @lru_cache(maxsize=4096)

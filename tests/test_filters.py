@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import require_tool, run
+from test_digest_templates import _gcc_file, _instructions, _ocaml_runtime
 
 from redzone_check.decode import BIT, GPRS
+from redzone_check.digest import detailed
 from redzone_check.filters import _facts, closure, decode, facts, may_access_below, may_use_red_zone
-from redzone_check.lite import operands
+from redzone_check.lite import opcode, operands, reads_only
 
 
 def registers(mask: int) -> list[str]:
@@ -98,3 +101,48 @@ def test_texts_without_registers_share_the_facts_of_their_mnemonic(tmp_path: Pat
             shared.below,
         )
     assert facts("enter", "$0x20, $0").carries == ((0, BIT["rbp"]),)
+
+
+def test_implicit_writes_and_read_only_compares(tmp_path: Path) -> None:
+    lite = lite_of(
+        "imul %rcx\nimul %rcx, %rax\nxbegin 1f\n1: rep xcryptecb\nxsha256\n"
+        "cmp %rsp, %rax\ntest %rdi, %rdi\nbt %rax, %rbx\ncmpq $0, -8(%rsp)\ncmpxchg %rcx, (%rdx)\nret",
+        tmp_path,
+    )
+    known = {f"{m} {o}".strip(): facts(m, o) for _a, _s, m, o in lite}
+    always = [text.split(" 0x")[0] for text, fact in known.items() if fact.always]
+    assert always == ["imulq %rcx", "xbegin", "xcryptecb", "xsha256", "cmpxchgq %rcx, (%rdx)"]
+    # A compare changes no register: it carries nothing, and only its address's registers matter.
+    for text in ("cmpq %rsp, %rax", "testq %rdi, %rdi", "btq %rax, %rbx"):
+        assert (known[text].names, known[text].carries) == (0, ()), text
+    assert registers(known["cmpq $0, -8(%rsp)"].names) == ["rsp"]
+    assert known["cmpq $0, -8(%rsp)"].below
+    assert tracked("mov %rsp, %rax\ncmp %rax, %rbx\nret", tmp_path) == ["rax", "rsp"]
+
+
+@pytest.mark.parametrize("archive", ["libc.a", "libgcc.a", "libasmrun.a"])
+def test_facts_name_every_register_capstone_says_an_instruction_writes(archive: str) -> None:
+    # The analysis steps an instruction only when `always` or when it names a tracked register,
+    # so a register written without being named (or named by a compare) would keep a stale value.
+    path = _ocaml_runtime() if archive == "libasmrun.a" else _gcc_file(archive)
+    seen: set[bytes] = set()
+    missed = []
+    for raw, address, mnemonic, op_str in _instructions(path):
+        if raw in seen:
+            continue
+        seen.add(raw)
+        known = facts(mnemonic, op_str)
+        insn = detailed(raw, address)
+        if insn is None or known.always or known.kind == "ret":  # nothing follows a return
+            continue
+        if reads_only(opcode(mnemonic)):
+            # cmp, test and bt write flags only (Intel SDM); capstone 5 lists %eax as written by
+            # `test $imm, %eax` (opcode A9), which the analysis then no longer believes.
+            continue
+        written = 0
+        for reg in insn.written:
+            written |= BIT.get(reg, 0)
+        if written & ~known.names and len(missed) < 5:
+            missed.append((mnemonic, op_str, insn.written))
+    assert len(seen) > 1000
+    assert not missed
