@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from setuptools import setup
@@ -44,4 +45,21 @@ def _extensions() -> list[Any]:
     return list(extensions)
 
 
-setup(ext_modules=_extensions())
+def _drop_stale_extensions(compiled: list[str]) -> None:
+    """Delete the compiled modules an earlier build left in build/ that this build does not compile.
+
+    setuptools packages build/lib* whole, and an extension module shadows its Python source on
+    import: once a module leaves COMPILED, `pip install .` in a checkout that was built before would
+    install its old compiled code.
+    """
+    keep = {name.removesuffix(".py") for name in compiled}
+    for lib in Path(__file__).resolve().parent.glob("build/lib*"):
+        for extension in lib.glob("redzone_check/**/*.so"):
+            if extension.relative_to(lib).as_posix().split(".", 1)[0] not in keep:
+                extension.unlink()
+
+
+extensions = _extensions()
+if _BUILDS.intersection(sys.argv):
+    _drop_stale_extensions(COMPILED if extensions else [])
+setup(ext_modules=extensions)

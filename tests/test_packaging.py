@@ -130,3 +130,24 @@ def test_compiled_engine_finds_exactly_what_the_python_sources_find(venv: Path, 
 
     assert compiled.returncode == pure.returncode == 1, compiled.stderr + pure.stderr
     assert compiled.stdout == pure.stdout
+
+
+def test_a_build_does_not_ship_compiled_modules_an_earlier_build_left(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # setuptools packages build/lib* whole: a module compiled by an earlier build, and no longer
+    # in setup.py's list, would shadow its Python source in the new wheel.
+    tree = tmp_path / "tree"
+    shutil.copytree(source, tree)
+    stale = tree / "build" / "lib" / "redzone_check" / "calls.cpython-311-x86_64-linux-gnu.so"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"not a module")
+    kept = stale.with_name("stack.cpython-311-x86_64-linux-gnu.so")
+    kept.write_bytes(b"a module this build compiles, or replaces")
+    monkeypatch.setenv("REDZONE_CHECK_COMPILE", "0")
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "out", tree])
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        compiled = [name for name in archive.namelist() if name.endswith(".so")]
+    assert compiled == []
+    assert not stale.exists()
