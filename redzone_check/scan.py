@@ -142,7 +142,8 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
             reachable = bool(externals.externals) or any(r.ocaml for r in results.values())
             if reachable and any(f.rule in REACH_RULES for f in findings):
                 objects = {_location(mapper, item): item for item in walk.items if results[item[0]].analysed}
-                graph.source = WorkerCalls(objects, runner, _batches, PARALLEL_MIN_BYTES)
+                copied_from = {copy: places[original] for copy, original in walk.copies.items()}
+                graph.source = WorkerCalls(objects, runner, _batches, PARALLEL_MIN_BYTES, copied_from)
             else:
                 graph = CallGraph()
             findings = attach(findings, graph, externals, options.source_root, mapper)

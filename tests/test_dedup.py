@@ -21,7 +21,7 @@ from conftest import require_tool, run, scan_json
 import redzone_check.scan
 import redzone_check.workers
 from redzone_check.callgraph import CallGraph
-from redzone_check.calls import ObjectSymbols
+from redzone_check.calls import ObjectCalls, ObjectSymbols
 from redzone_check.options import ScanOptions
 from redzone_check.scan import scan
 from redzone_check.workers import Analysed
@@ -183,6 +183,29 @@ def test_call_graph_gets_every_copy_in_walk_order(
     ones = [names for key, names in deduplicated if key == "build/dup.a(one.o)"]
     assert ones == [("my_stub",), ("my_other",)]
     assert [key for key, _ in deduplicated].count("build/liba-copy.a(clean.o)") == 1
+
+
+def test_calls_of_a_copy_are_read_from_its_original_once(
+    tree: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scanned in this process (--jobs 1), so every read of calls is seen here.
+    read: list[bytes] = []
+    calls_of = redzone_check.workers.calls_of
+
+    def recording(data: bytes | memoryview) -> ObjectCalls:
+        read.append(hashlib.sha256(data).digest())
+        return calls_of(data)
+
+    monkeypatch.setattr(redzone_check.workers, "calls_of", recording)
+    deduplicated = _scan(tree, tmp_path, "--jobs", "1")
+    once = list(read)
+    read.clear()
+    _no_dedup(monkeypatch)
+    plain = _scan(tree, tmp_path, "--jobs", "1")
+    assert deduplicated == plain
+    # Without copies known, the bytes of earlier.a's one.o are read again for dup.a's first one.o.
+    assert len(set(read)) < len(read)
+    assert len(set(once)) == len(once) == len(set(read))
 
 
 def test_each_copy_gets_its_own_unit_findings_with_require_no_red_zone_flag(
