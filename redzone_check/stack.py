@@ -19,7 +19,7 @@ from typing import Final
 from redzone_check.digest import OP_MEM, Digest, Op, digest
 from redzone_check.filters import Facts, Lite, closure, decode, facts, may_access_below
 from redzone_check.lite import branch_target
-from redzone_check.stackstate import NOT_ACCESSES, STORES, WRITE, State, Val, is_fence, join, judge, transfer
+from redzone_check.stackstate import NOT_ACCESSES, State, Val, is_fence, join, judge, transfer, writes
 
 _WIDEN_AFTER: Final[int] = 6
 
@@ -266,15 +266,14 @@ def _judge_all(
     insn: Digest, address: int, st: State, found: list[Access], text_at: Callable[[int], str]
 ) -> int:
     unknown = 0
-    for op in insn.ops:
+    for index, op in enumerate(insn.ops):
         if op.type != OP_MEM:
             continue
         verdict = judge(op, st)
         if isinstance(verdict, str):
             unknown += 1
         elif verdict is not None:
-            write = bool(op.access & WRITE) or insn.id in STORES
-            kind = "write" if write else "read"
+            kind = "write" if writes(insn, index) else "read"
             found.append(Access(address, text_at(address), kind, verdict, op.size, is_fence(insn)))
             _address_of(op, st, found, text_at)
     return unknown

@@ -42,6 +42,19 @@ STORES: Final[frozenset[int]] = frozenset(
     }
 )
 
+# Instructions that only read their operands, even a memory operand in the destination's place.
+COMPARES: Final[frozenset[int]] = frozenset(
+    {
+        x86.X86_INS_CMP,
+        x86.X86_INS_TEST,
+        x86.X86_INS_BT,
+        x86.X86_INS_CMPSB,
+        x86.X86_INS_CMPSW,
+        x86.X86_INS_CMPSD,
+        x86.X86_INS_CMPSQ,
+    }
+)
+
 NOT_ACCESSES: Final[frozenset[int]] = frozenset(
     {
         x86.X86_INS_NOP,
@@ -202,6 +215,20 @@ def _index_floor(st: State, index: str | None, scale: int) -> int:
     if val is None or val.epoch != CONST or val.lo <= -INF:
         return 0
     return scale * val.lo
+
+
+def writes(insn: Digest, index: int) -> bool:
+    """Whether the instruction writes its memory operand `index`.
+
+    capstone 5 marks the memory destination of many stores as read only: `movups`, `movq`, `movhps`,
+    `vmovdqu`, `vmovdqa64`, `movntdq`, `lock cmpxchg`, `rorl`, `insb` among others. Its operands are
+    in AT&T order, where the last of two or more is the destination, and every instruction but a
+    compare writes its destination.
+    """
+    ops = insn.ops
+    if ops[index].access & WRITE or insn.id in STORES:
+        return True
+    return len(ops) >= 2 and index == len(ops) - 1 and insn.id not in COMPARES
 
 
 def is_fence(insn: Digest) -> bool:

@@ -307,3 +307,43 @@ def test_data_between_symbols_of_an_object_is_not_code(assemble: Callable[..., P
     detection = _detect(assemble(_func("ret", extra=f"    .text\n{table}")))
     assert detection.hits == ()
     assert [f.name for f in detection.functions] == ["f"]
+
+
+# (instruction, access) below %rsp: capstone 5 marks the memory destination of these stores as
+# read only; loads and compares really only read.
+STORES_AND_LOADS = [
+    ("movups %xmm0,-0x20(%rsp)", "write"),
+    ("movups -0x20(%rsp),%xmm0", "read"),
+    ("movq %xmm0,-0x20(%rsp)", "write"),
+    ("movq -0x20(%rsp),%xmm0", "read"),
+    ("movhps %xmm0,-0x20(%rsp)", "write"),
+    ("movlps %xmm0,-0x20(%rsp)", "write"),
+    ("movntdq %xmm0,-0x20(%rsp)", "write"),
+    ("vmovdqu %ymm0,-0x40(%rsp)", "write"),
+    ("vmovdqu -0x40(%rsp),%ymm0", "read"),
+    ("vmovdqu64 %zmm16,-0x40(%rsp)", "write"),
+    ("lock cmpxchg %edx,-0x20(%rsp)", "write"),
+    ("rorl $3,-0x20(%rsp)", "write"),
+    ("movaps %xmm0,-0x20(%rsp)", "write"),
+    ("cmpl $0xf,-0x20(%rsp)", "read"),
+    ("testb $8,-0x20(%rsp)", "read"),
+    ("btq $3,-0x20(%rsp)", "read"),
+    ("btsq $3,-0x20(%rsp)", "write"),
+]
+
+
+@pytest.mark.parametrize(("insn", "access"), STORES_AND_LOADS, ids=[s[0] for s in STORES_AND_LOADS])
+def test_stores_are_writes_whatever_capstone_marks(
+    assemble: Callable[..., Path], insn: str, access: str
+) -> None:
+    name = "".join(c if c.isalnum() else "_" for c in insn)
+    hit = _detect(assemble(_func(f"{insn}\n ret"), name=name)).hits[0]
+    assert [i.access for i in hit.red_zone] == [access]
+
+
+def test_string_moves_read_the_source_and_write_the_destination(assemble: Callable[..., Path]) -> None:
+    point = "lea -0x40(%rsp),%rsi\n lea -0x20(%rsp),%rdi\n"  # again after movsb, which moves them
+    hit = _detect(assemble(_func(f"{point} movsb\n {point} cmpsb\n ret"))).hits[0]
+    accesses = [(i.access, i.rsp_offset) for i in hit.red_zone if i.access != "address"]
+    # movsb (%rsi), (%rdi); cmpsb (%rdi), (%rsi): a compare writes neither.
+    assert accesses == [("read", -0x40), ("write", -0x20), ("read", -0x20), ("read", -0x40)]
