@@ -6,6 +6,7 @@ value (decodes the code); both are plain tuples, cheap to pickle. `callgraph.Cal
 
 from __future__ import annotations
 
+import bisect
 import re
 import struct
 from collections import defaultdict
@@ -74,6 +75,7 @@ def object_calls(elf: ElfFile, functions: Sequence[Function]) -> ObjectCalls:
     for group in starts.values():
         group.sort(key=lambda f: f.offset)
     relocs = _relocations(elf) if relocatable else {}
+    patched_offsets = {shndx: sorted(table) for shndx, table in relocs.items()}
 
     def function_at(shndx: int, offset: int) -> Function | None:
         group = starts.get(shndx, [])
@@ -126,6 +128,7 @@ def object_calls(elf: ElfFile, functions: Sequence[Function]) -> ObjectCalls:
         code = bytes(elf.section_data(section)[f.offset : f.offset + f.size])
         base = f.offset if relocatable else section.addr + f.offset
         section_relocs = relocs.get(f.section_index, {})
+        patched = patched_offsets.get(f.section_index, [])
         in_rax: str | None = None
         for address, size, mnemonic, operands in md.disasm_lite(code, base):
             branch = mnemonic == "call" or mnemonic.startswith("j")
@@ -133,13 +136,14 @@ def object_calls(elf: ElfFile, functions: Sequence[Function]) -> ObjectCalls:
                 continue  # most instructions: neither a call nor a load of a stub's address
             end = address + size
             target: str | None = None
-            if section_relocs:
+            if patched:
+                # The first relocation that patches this instruction's bytes after its first: one
+                # search of the sorted offsets rather than a lookup per byte.
                 at = address if relocatable else address - section.addr
-                for patched in range(at + 1, at + size):
-                    reloc = section_relocs.get(patched)
-                    if reloc is not None:
-                        target = symbol_target(reloc[0], reloc[1], reloc[2], end - reloc[3])
-                        break
+                i = bisect.bisect_right(patched, at)
+                if i < len(patched) and patched[i] < at + size:
+                    reloc = section_relocs[patched[i]]
+                    target = symbol_target(reloc[0], reloc[1], reloc[2], end - reloc[3])
             if branch:
                 if target is None and _IMMEDIATE.match(operands):
                     destination = int(operands, 0)
