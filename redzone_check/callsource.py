@@ -22,7 +22,7 @@ class WorkerCalls:
         runner: Runner,
         batches: Batches,
         parallel_bytes: int,
-        originals: Mapping[int, Item] | None = None,
+        copied_from: Mapping[int, Item] | None = None,
     ) -> None:
         self._items = items
         self._runner = runner
@@ -30,7 +30,7 @@ class WorkerCalls:
         self._parallel_bytes = parallel_bytes
         # Walk index of a byte-identical copy -> its original's item: calls and call-site lines
         # depend only on the bytes, so a copy's are read from its original, once for both.
-        self._originals = originals or {}
+        self._copied_from = copied_from or {}
 
     def calls(self, keys: Sequence[str]) -> Iterator[tuple[str, ObjectCalls]]:
         wanted = self._wanted(keys)
@@ -47,7 +47,7 @@ class WorkerCalls:
         wanted = {}
         for key in keys:
             item = self._items[key]
-            wanted[key] = self._originals.get(item[0], item)
+            wanted[key] = self._copied_from.get(item[0], item)
         return wanted
 
     def _read(
