@@ -1,8 +1,10 @@
 """Build hook: compile the stack analysis' inner loop with mypyc when a wheel is built.
 
 Everything else is declared in pyproject.toml. The analysis modules are strictly typed Python;
-compiled they run the same code about a fifth faster (README, "Speed"). The wheel stays correct
-without them: when no C compiler is found the extensions are skipped and the Python sources run.
+compiled they run the same code about a fifth faster (README, "Speed"). One small C module,
+`redzone_check/_litedecode.c`, makes capstone's lite decoding without its per-instruction Python
+overhead. The wheel stays correct without them: when no C compiler is found the extensions are
+skipped and the Python sources run.
 
 - `pip install .` and `python -m build` compile; set REDZONE_CHECK_COMPILE=0 to build pure Python.
 - An editable install (`pip install -e .`) never compiles: a compiled copy beside the sources would
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 COMPILED = [
     "redzone_check/filters.py",
@@ -33,33 +35,37 @@ def _extensions() -> list[Any]:
     choice = os.environ.get("REDZONE_CHECK_COMPILE", "auto")
     if choice == "0" or not _BUILDS.intersection(sys.argv):
         return []  # metadata, sdist or editable builds
+    extensions: list[Any] = [_lite_decoder()]
     try:
         from mypyc.build import mypycify
     except ImportError:
         if choice == "1":
             raise
-        return []
-    extensions = mypycify(COMPILED, opt_level="3", debug_level="0")
+    else:
+        extensions[:0] = mypycify(COMPILED, opt_level="3", debug_level="0")
     for extension in extensions:
         extension.optional = choice != "1"
-    return list(extensions)
+    return extensions
 
 
-def _drop_stale_extensions(compiled: list[str]) -> None:
+def _lite_decoder() -> Extension:
+    return Extension("redzone_check._litedecode", ["redzone_check/_litedecode.c"], extra_compile_args=["-O2"])
+
+
+def _drop_stale_extensions(compiled: set[str]) -> None:
     """Delete the compiled modules an earlier build left in build/ that this build does not compile.
 
     setuptools packages build/lib* whole, and an extension module shadows its Python source on
     import: once a module leaves COMPILED, `pip install .` in a checkout that was built before would
     install its old compiled code.
     """
-    keep = {name.removesuffix(".py") for name in compiled}
     for lib in Path(__file__).resolve().parent.glob("build/lib*"):
         for extension in lib.glob("redzone_check/**/*.so"):
-            if extension.relative_to(lib).as_posix().split(".", 1)[0] not in keep:
+            if extension.relative_to(lib).as_posix().split(".", 1)[0] not in compiled:
                 extension.unlink()
 
 
 extensions = _extensions()
 if _BUILDS.intersection(sys.argv):
-    _drop_stale_extensions(COMPILED if extensions else [])
+    _drop_stale_extensions({extension.name.replace(".", "/") for extension in extensions})
 setup(ext_modules=extensions)

@@ -19,6 +19,7 @@ import capstone
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
 from redzone_check.elf import ElfFile
 from redzone_check.functions import Function
+from redzone_check.native import disasm_lite
 
 ET_REL = 1
 SHT_RELA = 4
@@ -130,7 +131,7 @@ def object_calls(elf: ElfFile, functions: Sequence[Function]) -> ObjectCalls:
         section_relocs = relocs.get(f.section_index, {})
         patched = patched_offsets.get(f.section_index, [])
         in_rax: str | None = None
-        for address, size, mnemonic, operands in md.disasm_lite(code, base):
+        for address, size, mnemonic, operands in disasm_lite(md, code, base):
             branch = mnemonic == "call" or mnemonic.startswith("j")
             if not branch and not operands.startswith(("rax,", "eax,")):
                 continue  # most instructions: neither a call nor a load of a stub's address

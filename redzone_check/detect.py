@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redzone_check.elf import ElfFile
-from redzone_check.filters import decode, may_use_red_zone
+from redzone_check.filters import decode, decode_if_may_use
 from redzone_check.functions import Function, list_functions
 from redzone_check.model import RED_ZONE_BYTES, Instruction
 from redzone_check.stack import analyse
@@ -37,8 +37,8 @@ def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
     for fn in functions:
         # One copy of the function's bytes, which decode() and analyse() then take as they are.
         code = bytes(elf.section_data(elf.sections[fn.section_index])[fn.offset : fn.offset + fn.size])
-        lite = decode(code, fn.offset)
-        if prefilter and not may_use_red_zone(lite):
+        lite = decode_if_may_use(code, fn.offset) if prefilter else decode(code, fn.offset)
+        if lite is None:
             continue
         analysis = analyse(code, fn.offset, relocatable, lite, prefilter)
         if analysis.unknown:

@@ -14,6 +14,7 @@ from typing import Final
 
 from redzone_check.decode import BIT, GPRS, lite_decoder
 from redzone_check.lite import Ops, control, opcode, operands, reads_only, writes_implicitly
+from redzone_check.native import disasm_lite, native_decode
 
 _RSP: Final[int] = BIT["rsp"]
 Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text)
@@ -21,7 +22,22 @@ Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text
 
 def decode(code: bytes | memoryview, base: int) -> Lite:
     """The lite decoding of one function, shared by the prefilter and the analysis."""
-    return list(lite_decoder().disasm_lite(bytes(code), base))
+    return disasm_lite(lite_decoder(), bytes(code), base)
+
+
+def decode_if_may_use(code: bytes, base: int) -> Lite | None:
+    """`decode(code, base)` if `may_use_red_zone` keeps the function, else None.
+
+    The compiled decoder asks `matters` only about the instructions that name "sp" or are an
+    `enter`, and makes no Python objects for a function it rejects.
+    """
+    native = native_decode()
+    if native is not None:
+        found = native(lite_decoder().csh.value, code, base, matters)
+        if found is None or found:
+            return found
+    lite = list(lite_decoder().disasm_lite(code, base))
+    return lite if may_use_red_zone(lite) else None
 
 
 def may_use_red_zone(lite: Lite) -> bool:
@@ -34,14 +50,14 @@ def may_use_red_zone(lite: Lite) -> bool:
     none of these cannot be flagged, so it is skipped without the 15x slower
     detailed decoding.
     """
-    for _addr, _size, mnemonic, op_str in lite:
-        if "sp" not in op_str:
-            if mnemonic.startswith("enter"):
-                return True
-            continue
-        if _stack_operand_may_matter(mnemonic, op_str):
-            return True
-    return False
+    return any(matters(mnemonic, op_str) for _addr, _size, mnemonic, op_str in lite)
+
+
+def matters(mnemonic: str, op_str: str) -> bool:
+    """Whether one instruction keeps its function for the analysis (see `may_use_red_zone`)."""
+    if "sp" not in op_str:
+        return mnemonic.startswith("enter")
+    return _stack_operand_may_matter(mnemonic, op_str)
 
 
 def _stack_operand_may_matter(mnemonic: str, op_str: str) -> bool:

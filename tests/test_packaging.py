@@ -64,7 +64,7 @@ def test_sdist_holds_the_sources_the_wheel_needs(dist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     wanted = {"pyproject.toml", "CHANGELOG.md", "hooks/pre-commit", "hooks/pre_commit.py"}
-    assert wanted | {"redzone_check/schema/findings.schema.json"} <= names
+    assert wanted | {"redzone_check/schema/findings.schema.json", "redzone_check/_litedecode.c"} <= names
 
 
 def test_wheel_carries_no_test_data(wheel_names: list[str]) -> None:
@@ -115,6 +115,7 @@ def test_wheel_compiles_the_analysis_with_mypyc(wheel_names: list[str]) -> None:
             for name in wheel_names
         ), f"{module} was not compiled (is a C compiler and Python.h available?)"
         assert f"redzone_check/{module}.py" in wheel_names  # the source stays beside it
+    assert any(name.startswith("redzone_check/_litedecode.cpython-") for name in wheel_names)
 
 
 def test_compiled_engine_finds_exactly_what_the_python_sources_find(venv: Path, tmp_path: Path) -> None:
@@ -122,14 +123,17 @@ def test_compiled_engine_finds_exactly_what_the_python_sources_find(venv: Path, 
     probe = "import redzone_check.stack as s, redzone_check.digest as d; print(s.__file__, d.__file__)"
     for path in run([python, "-c", probe], cwd=venv).stdout.split():
         assert path.endswith(".so"), f"{path} is not the compiled module"
+    probe = "from redzone_check.native import native_decode; print(native_decode() is not None)"
+    assert run([python, "-c", probe], cwd=venv).stdout.split() == ["True"], "no compiled lite decoder"
     libgcc = Path(run(["gcc", "-print-libgcc-file-name"]).stdout.strip())
-    args = ["--no-cache", "--format", "json", "--no-prefilter", str(libgcc)]
+    for prefilter in ([], ["--no-prefilter"]):
+        args = ["--no-cache", "--format", "json", *prefilter, str(libgcc)]
 
-    compiled = run([venv / "bin" / "redzone-check", *args], cwd=tmp_path, check=False)
-    pure = run([sys.executable, "-m", "redzone_check.cli", *args], cwd=tmp_path, check=False)
+        compiled = run([venv / "bin" / "redzone-check", *args], cwd=tmp_path, check=False)
+        pure = run([sys.executable, "-m", "redzone_check.cli", *args], cwd=tmp_path, check=False)
 
-    assert compiled.returncode == pure.returncode == 1, compiled.stderr + pure.stderr
-    assert compiled.stdout == pure.stdout
+        assert compiled.returncode == pure.returncode == 1, compiled.stderr + pure.stderr
+        assert compiled.stdout == pure.stdout
 
 
 def test_a_build_does_not_ship_compiled_modules_an_earlier_build_left(
