@@ -2,7 +2,7 @@
 
 Everything else is declared in pyproject.toml. The analysis modules are strictly typed Python;
 compiled they run the same code about a fifth faster (README, "Speed"). One small C module,
-`redzone_check/_litedecode.c`, makes capstone's lite decoding without its per-instruction Python
+`redzone_check/_decoder.c`, reads capstone's decodings without their per-instruction Python
 overhead. The wheel stays correct without them: when no C compiler is found the extensions are
 skipped and the Python sources run.
 
@@ -35,7 +35,7 @@ def _extensions() -> list[Any]:
     choice = os.environ.get("REDZONE_CHECK_COMPILE", "auto")
     if choice == "0" or not _BUILDS.intersection(sys.argv):
         return []  # metadata, sdist or editable builds
-    extensions: list[Any] = [_lite_decoder()]
+    extensions: list[Any] = [_decoder()]
     try:
         from mypyc.build import mypycify
     except ImportError:
@@ -48,8 +48,15 @@ def _extensions() -> list[Any]:
     return extensions
 
 
-def _lite_decoder() -> Extension:
-    return Extension("redzone_check._litedecode", ["redzone_check/_litedecode.c"], extra_compile_args=["-O2"])
+def _decoder() -> Extension:
+    """capstone's decodings read in C; it includes the headers the capstone package ships."""
+    try:
+        import capstone
+    except ImportError:
+        include = []
+    else:
+        include = [str(Path(capstone.__file__).parent / "include")]
+    return Extension("redzone_check._decoder", ["redzone_check/_decoder.c"], include_dirs=include)
 
 
 def _drop_stale_extensions(compiled: set[str]) -> None:

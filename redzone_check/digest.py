@@ -22,6 +22,7 @@ from typing import Any, Final, NamedTuple
 from capstone import CS_ERR_OK, _cs, _cs_insn, x86
 
 from redzone_check.decode import canonical, decoder
+from redzone_check.native import Detail, native_detail
 
 OP_REG: Final[int] = x86.X86_OP_REG
 OP_IMM: Final[int] = x86.X86_OP_IMM
@@ -179,10 +180,21 @@ def detailed(raw: bytes, address: int) -> Digest | None:
 def _decode(raw: bytes, address: int) -> tuple[Digest | None, int]:
     """Capstone's detailed decoding, and how many bytes precede its displacement and immediate.
 
-    Read straight from capstone's own ctypes structures: its `CsInsn` wrapper copies the
-    instruction, builds a Python object per operand and looks every field up by name, which
-    was most of the cost of a detailed decoding. tests/test_digest_templates.py checks this
-    against `CsInsn` for every encoding of real archives.
+    Its fields are read in C by the compiled decoder when there is one (tests/test_native.py
+    compares the two), else from capstone's ctypes structures.
+    """
+    native = native_detail()
+    if native is not None:
+        return _from_native(native(decoder().csh.value, raw, address), len(raw))
+    return _decode_ctypes(raw, address)
+
+
+def _decode_ctypes(raw: bytes, address: int) -> tuple[Digest | None, int]:
+    """`_decode`, read straight from capstone's own ctypes structures.
+
+    Its `CsInsn` wrapper copies the instruction, builds a Python object per operand and looks
+    every field up by name, which was most of the cost of a detailed decoding.
+    tests/test_digest_templates.py checks this against `CsInsn` for every encoding of real archives.
     """
     handle = decoder().csh
     found = ctypes.POINTER(_cs_insn)()
@@ -197,6 +209,19 @@ def _decode(raw: bytes, address: int) -> tuple[Digest | None, int]:
         return _make(handle, found, insn.id, x), _head(raw, x)
     finally:
         _cs.cs_free(found, count)
+
+
+def _from_native(found: Detail | None, length: int) -> tuple[Digest | None, int]:
+    """`_decode`'s result from the compiled decoder's fields: the same records `_make` builds."""
+    if found is None:
+        return None, length
+    insn_id, prefix, operands, written, head = found
+    ops = tuple(
+        Op(kind, canonical(reg), size, imm, canonical(base), canonical(index), disp, access, scale)
+        for kind, reg, size, imm, base, index, disp, access, scale in operands
+    )
+    names = () if written is None else tuple(sorted({r for r in map(canonical, written) if r is not None}))
+    return Digest(insn_id, prefix == _LOCK, ops, names), head
 
 
 def _head(raw: bytes, x: x86.CsX86) -> int:

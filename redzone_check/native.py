@@ -1,9 +1,9 @@
-"""The compiled lite decoder (`_litedecode.c`), when the wheel has it and it matches capstone.
+"""The compiled decoder (`_decoder.c`), when the wheel has it and it matches capstone.
 
-It reads capstone's `cs_insn` through a struct declared in C, so it is used only when that
-declaration has the size and field offsets of capstone's own ctypes one; otherwise, and in a
-pure-Python install, `filters.decode` uses `Cs.disasm_lite`, with the same result.
-REDZONE_CHECK_NATIVE=0 turns it off (tests compare both paths).
+It reads capstone's structures as declared in the headers it was compiled with, so it is used
+only when their sizes and field offsets equal those of capstone's own ctypes declarations, which
+the Python path reads; otherwise, and in a pure-Python install, the Python path runs, with the
+same results. REDZONE_CHECK_NATIVE=0 turns it off (tests compare both paths).
 """
 
 from __future__ import annotations
@@ -15,36 +15,75 @@ from functools import cache
 from typing import Any
 
 import capstone
+from capstone import x86
 
 # decode(handle, code, base, matters) -> list of (address, size, mnemonic, op_str), or None
 NativeDecode = Callable[[int, bytes, int, Any], "list[tuple[int, int, str, str]] | None"]
+# detail(handle, raw, address) -> (id, prefix[0], operands, written register ids or None, head)
+Operand = tuple[
+    int, int, int, int, int, int, int, int, int
+]  # type, reg, size, imm, base, index, disp, access, scale
+Detail = tuple[int, int, tuple[Operand, ...], tuple[int, ...] | None, int]
+NativeDetail = Callable[[int, bytes, int], Detail | None]
+
+# The ctypes classes of capstone's structures, by the names `_decoder.layout()` uses.
+_CTYPES: dict[str, Any] = {
+    "_cs_insn": capstone._cs_insn,
+    "_cs_detail": capstone._cs_detail,
+    "CsX86": x86.CsX86,
+    "X86Op": x86.X86Op,
+    "X86OpMem": x86.X86OpMem,
+    "CsX86Encoding": x86.CsX86Encoding,
+}
 
 
 @cache
-def native_decode() -> NativeDecode | None:
+def _module() -> Any:
     if os.environ.get("REDZONE_CHECK_NATIVE", "1") == "0":
         return None
     try:
-        from redzone_check import _litedecode  # type: ignore[attr-defined]
+        from redzone_check import _decoder  # type: ignore[attr-defined]
     except ImportError:
         return None
-    if not _matches(_litedecode.layout()):
+    if not matches(_decoder.layout()):
         return None
     library: Any = capstone._cs
-    address = ctypes.c_void_p
-    _litedecode.configure(
-        ctypes.cast(library.cs_disasm, address).value, ctypes.cast(library.cs_free, address).value
-    )
-    decode: NativeDecode = _litedecode.decode
-    return decode
+    _decoder.configure(*(_address(library[name]) for name in ("cs_disasm", "cs_free", "cs_regs_access")))
+    return _decoder
 
 
-def _matches(layout: dict[str, int]) -> bool:
-    insn: Any = capstone._cs_insn
-    fields = ("id", "address", "size", "mnemonic", "op_str", "detail")
-    return layout.get("sizeof") == ctypes.sizeof(insn) and all(
-        layout.get(name) == getattr(insn, name).offset for name in fields
-    )
+def _address(function: Any) -> int:
+    address = ctypes.cast(function, ctypes.c_void_p).value
+    assert address is not None
+    return address
+
+
+def matches(layout: dict[str, int]) -> bool:
+    """Whether every size and offset the compiled module reads equals capstone's ctypes one."""
+    for key, value in layout.items():
+        name, _, field = key.partition(".")
+        cls = _CTYPES.get(name)
+        if cls is None or (field and not hasattr(cls, field)):
+            return False
+        expected = getattr(cls, field).offset if field else ctypes.sizeof(cls)
+        if value != expected:
+            return False
+    return True
+
+
+def native_decode() -> NativeDecode | None:
+    module = _module()
+    return None if module is None else module.decode
+
+
+def native_detail() -> NativeDetail | None:
+    module = _module()
+    return None if module is None else module.detail
+
+
+def reset() -> None:
+    """Look for the compiled module again (tests switch between the two paths)."""
+    _module.cache_clear()
 
 
 def disasm_lite(md: capstone.Cs, code: bytes, base: int) -> list[tuple[int, int, str, str]]:

@@ -1,10 +1,11 @@
-"""The compiled lite decoder (`_litedecode.c`) gives exactly what capstone's `disasm_lite` gives.
+"""The compiled decoder (`_decoder.c`) gives exactly what capstone's Python binding gives.
 
-An editable install runs the Python path, so the module is compiled here from its source with the
-C compiler the wheel build would use. The oracles are capstone's own Python binding and the
-prefilter's Python definition: for every function of real archives (libc.a, libgcc.a, OCaml's
-libasmrun.a), the compiled decoding must equal `disasm_lite`'s list, and the compiled prefilter
-must keep exactly the functions `may_use_red_zone` keeps.
+An editable install runs the Python path, so the module is compiled here from its source, against
+the headers of the installed capstone, as the wheel build does. The oracles are capstone's own
+Python binding and the prefilter's Python definition, on real archives (libc.a, libgcc.a, OCaml's
+libasmrun.a): for every function, the compiled lite decoding must equal `disasm_lite`'s list and
+the compiled prefilter must keep exactly the functions `may_use_red_zone` keeps; for every distinct
+encoding, the detailed decoding must give the records read from capstone's ctypes structures.
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ from typing import Any
 import capstone
 import pytest
 from conftest import require_tool
-from test_digest_templates import real_archive
+from test_digest_templates import distinct_instructions, real_archive
 
-from redzone_check import filters, native
+from redzone_check import digest, filters, native
 from redzone_check.archive import iter_members
 from redzone_check.calls import _disassembler
-from redzone_check.decode import lite_decoder
+from redzone_check.decode import decoder, lite_decoder
 from redzone_check.elf import ElfFile, NotApplicable
 from redzone_check.functions import list_functions
 
-SOURCE = Path(__file__).resolve().parent.parent / "redzone_check" / "_litedecode.c"
+SOURCE = Path(__file__).resolve().parent.parent / "redzone_check" / "_decoder.c"
+INCLUDE = Path(capstone.__file__).resolve().parent / "include"
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +38,16 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     require_tool("gcc")
     from setuptools import Distribution, Extension
 
-    where = tmp_path_factory.mktemp("litedecode")
-    dist = Distribution({"ext_modules": [Extension("redzone_check._litedecode", [str(SOURCE)])]})
+    where = tmp_path_factory.mktemp("decoder")
+    extension = Extension("redzone_check._decoder", [str(SOURCE)], include_dirs=[str(INCLUDE)])
+    dist = Distribution({"ext_modules": [extension]})
     build: Any = dist.get_command_obj("build_ext")
     build.build_lib = str(where / "lib")
     build.build_temp = str(where / "tmp")
     build.ensure_finalized()
     build.run()
-    (path,) = (where / "lib" / "redzone_check").glob("_litedecode*.so")
-    spec = importlib.util.spec_from_file_location("redzone_check._litedecode", path)
+    (path,) = (where / "lib" / "redzone_check").glob("_decoder*.so")
+    spec = importlib.util.spec_from_file_location("redzone_check._decoder", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -54,13 +57,13 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
 @pytest.fixture
 def use(compiled: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[native.NativeDecode]:
     """The compiled decoder, as `native_decode()` finds it in a wheel."""
-    monkeypatch.setitem(sys.modules, "redzone_check._litedecode", compiled)
+    monkeypatch.setitem(sys.modules, "redzone_check._decoder", compiled)
     monkeypatch.delenv("REDZONE_CHECK_NATIVE", raising=False)
-    native.native_decode.cache_clear()
+    native.reset()
     found = native.native_decode()
-    assert found is not None, "the compiled cs_insn differs from capstone's"
+    assert found is not None, "the compiled structures differ from capstone's ctypes ones"
     yield found
-    native.native_decode.cache_clear()
+    native.reset()
 
 
 def _functions(archive: Path) -> Iterator[tuple[bytes, int]]:
@@ -120,35 +123,67 @@ def test_an_error_in_the_prefilter_test_is_raised(use: native.NativeDecode) -> N
         use(_disassembler().csh.value, b"\x48\x8b\x44\x24\xf8", 0, broken)
 
 
-def test_a_different_struct_layout_is_not_used(compiled: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("archive", ["libc.a", "libgcc.a", "libasmrun.a"])
+def test_compiled_detailed_decoding_equals_capstone_on_real_archives(
+    archive: str, use: native.NativeDecode
+) -> None:
+    detail = native.native_detail()
+    assert detail is not None
+    handle = decoder().csh.value
+    checked = 0
+    for raw, address, _mnemonic, _op_str in distinct_instructions(real_archive(archive)):
+        expected = digest._decode_ctypes(raw, address)
+        assert digest._from_native(detail(handle, raw, address), len(raw)) == expected, raw.hex()
+        checked += 1
+    assert checked > 1000
+
+
+def test_detailed_decoding_of_what_capstone_cannot_decode(use: native.NativeDecode) -> None:
+    detail = native.native_detail()
+    assert detail is not None
+    for raw in (b"", b"\x06", b"\x0f", b"\x48"):
+        assert detail(decoder().csh.value, raw, 0) is None
+        assert digest._decode(raw, 0) == digest._decode_ctypes(raw, 0) == (None, len(raw))
+
+
+@pytest.mark.parametrize(
+    ("key", "shift"), [("_cs_insn.op_str", 8), ("CsX86.operands", 4), ("X86OpMem.disp", 8), ("X86Op", 8)]
+)
+def test_a_different_struct_layout_is_not_used(
+    compiled: ModuleType, monkeypatch: pytest.MonkeyPatch, key: str, shift: int
+) -> None:
     class Shifted:
         decode = compiled.decode
+        detail = compiled.detail
         configure = compiled.configure
 
         @staticmethod
         def layout() -> dict[str, int]:
-            return {**compiled.layout(), "op_str": compiled.layout()["op_str"] + 8}
+            found: dict[str, int] = compiled.layout()
+            return {**found, key: found[key] + shift}
 
-    monkeypatch.setitem(sys.modules, "redzone_check._litedecode", Shifted)
-    native.native_decode.cache_clear()
+    assert native.matches(compiled.layout())
+    assert not native.matches(Shifted.layout())
+    monkeypatch.setitem(sys.modules, "redzone_check._decoder", Shifted)
+    native.reset()
     try:
-        assert native.native_decode() is None
+        assert native.native_decode() is None and native.native_detail() is None
         code = b"\x48\x89\x44\x24\xf8\xc3"
         assert filters.decode(code, 0) == list(lite_decoder().disasm_lite(code, 0))
     finally:
-        native.native_decode.cache_clear()
+        native.reset()
+
+
+def test_a_field_capstone_does_not_declare_is_a_mismatch(compiled: ModuleType) -> None:
+    assert not native.matches({**compiled.layout(), "CsX86.no_such_field": 0})
+    assert not native.matches({**compiled.layout(), "NoSuchStruct": 8})
 
 
 def test_the_environment_turns_it_off(compiled: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redzone_check._litedecode", compiled)
+    monkeypatch.setitem(sys.modules, "redzone_check._decoder", compiled)
     monkeypatch.setenv("REDZONE_CHECK_NATIVE", "0")
-    native.native_decode.cache_clear()
+    native.reset()
     try:
-        assert native.native_decode() is None
+        assert native.native_decode() is None and native.native_detail() is None
     finally:
-        native.native_decode.cache_clear()
-
-
-def test_capstone_is_the_version_the_layout_was_declared_for() -> None:
-    # _litedecode.c declares capstone 5's cs_insn; pyproject.toml pins capstone below 6.
-    assert capstone.cs_version()[0] == 5
+        native.reset()

@@ -64,7 +64,7 @@ def test_sdist_holds_the_sources_the_wheel_needs(dist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     wanted = {"pyproject.toml", "CHANGELOG.md", "hooks/pre-commit", "hooks/pre_commit.py"}
-    assert wanted | {"redzone_check/schema/findings.schema.json", "redzone_check/_litedecode.c"} <= names
+    assert wanted | {"redzone_check/schema/findings.schema.json", "redzone_check/_decoder.c"} <= names
 
 
 def test_wheel_carries_no_test_data(wheel_names: list[str]) -> None:
@@ -115,7 +115,7 @@ def test_wheel_compiles_the_analysis_with_mypyc(wheel_names: list[str]) -> None:
             for name in wheel_names
         ), f"{module} was not compiled (is a C compiler and Python.h available?)"
         assert f"redzone_check/{module}.py" in wheel_names  # the source stays beside it
-    assert any(name.startswith("redzone_check/_litedecode.cpython-") for name in wheel_names)
+    assert any(name.startswith("redzone_check/_decoder.cpython-") for name in wheel_names)
 
 
 def test_compiled_engine_finds_exactly_what_the_python_sources_find(venv: Path, tmp_path: Path) -> None:
