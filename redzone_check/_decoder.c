@@ -62,11 +62,44 @@ static PyObject *ascii_object(const char *text) {
     return PyUnicode_DecodeASCII(text, (Py_ssize_t)n, NULL);
 }
 
+#define TEXTS (1 << 18)
+static PyObject *texts[TEXTS];
+static uint32_t text_hash[TEXTS];
+static size_t texts_used;
+
+/* An operand text, shared with its earlier copies: its hash is then computed once. */
+static PyObject *operand_text(const char *text) {
+    uint32_t hash = 2166136261u;
+    size_t n = 0;
+    for (const char *c = text; *c && n < 160; c++, n++) hash = (hash ^ (unsigned char)*c) * 16777619u;
+    if (texts_used >= TEXTS / 2) {
+        for (size_t i = 0; i < TEXTS; i++) Py_CLEAR(texts[i]);
+        texts_used = 0;
+    }
+    for (uint32_t at = hash & (TEXTS - 1);; at = (at + 1) & (TEXTS - 1)) {
+        PyObject *known = texts[at];
+        if (known == NULL) {
+            PyObject *made = PyUnicode_DecodeASCII(text, (Py_ssize_t)n, NULL);
+            if (made == NULL) return NULL;
+            texts[at] = made;
+            text_hash[at] = hash;
+            texts_used++;
+            Py_INCREF(made);
+            return made;
+        }
+        if (text_hash[at] == hash && (size_t)PyUnicode_GET_LENGTH(known) == n &&
+            memcmp(PyUnicode_DATA(known), text, n) == 0) {
+            Py_INCREF(known);
+            return known;
+        }
+    }
+}
+
 static PyObject *record(const cs_insn *insn) {
     PyObject *address = PyLong_FromUnsignedLongLong(insn->address);
     PyObject *size = PyLong_FromLong(insn->size);
     PyObject *mnemonic = mnemonic_object(insn->mnemonic);
-    PyObject *op_str = ascii_object(insn->op_str);
+    PyObject *op_str = operand_text(insn->op_str);
     PyObject *tuple = PyTuple_New(4);
     if (address == NULL || size == NULL || mnemonic == NULL || op_str == NULL || tuple == NULL) {
         Py_XDECREF(address);
