@@ -91,15 +91,23 @@ def rc_command(paths: Sequence[str], *extra: str) -> list[str]:
 
 
 def engine_build() -> str:
-    """Whether the installed engine is the mypyc-compiled wheel or the Python sources."""
+    """Whether the installed engine is the compiled wheel or the Python sources."""
     script = Path(rc_command([])[0])
     python = script.read_text(errors="replace").splitlines()[0].removeprefix("#!").strip()
-    probe = "import redzone_check.stack as s; print(s.__file__)"
+    probe = (
+        "import redzone_check.stack as s; from redzone_check.native import native_decode;"
+        " print(s.__file__, native_decode() is not None)"
+    )
     if not Path(python).is_file():
         return "unknown"
     # Not from the checkout: `python -c` puts the working directory first on sys.path.
-    where = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd="/").stdout.strip()
-    return "compiled with mypyc" if where.endswith(".so") else "Python sources (pip install -e .)"
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd="/").stdout.split()
+    if len(out) != 2:
+        return "unknown"
+    where, native = out
+    if not where.endswith(".so"):
+        return "Python sources (pip install -e .)"
+    return "compiled with mypyc" + (" and the C decoder" if native == "True" else ", without the C decoder")
 
 
 def measure(name: str, paths: Sequence[str], runs: int, objdump: bool = True) -> Row:
