@@ -30,7 +30,9 @@ static free_fn p_free;
 static regs_access_fn p_regs_access;
 
 /* Mnemonics are few (about 1,500 distinct ones), so each is made once and shared. */
+#ifndef SLOTS /* tests build with small tables, to exercise a full and an emptied one */
 #define SLOTS 8192
+#endif
 #define SLOT_TEXT 32
 static char slot_text[SLOTS][SLOT_TEXT];
 static PyObject *slot_obj[SLOTS];
@@ -62,7 +64,9 @@ static PyObject *ascii_object(const char *text) {
     return PyUnicode_DecodeASCII(text, (Py_ssize_t)n, NULL);
 }
 
+#ifndef TEXTS
 #define TEXTS (1 << 18)
+#endif
 static PyObject *texts[TEXTS];
 static uint32_t text_hash[TEXTS];
 static size_t texts_used;
@@ -313,6 +317,6 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decoder", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decoder", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__decoder(void) { return PyModule_Create(&module); }

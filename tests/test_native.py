@@ -33,13 +33,13 @@ SOURCE = Path(__file__).resolve().parent.parent / "redzone_check" / "_decoder.c"
 INCLUDE = Path(capstone.__file__).resolve().parent / "include"
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+def _build(where: Path, macros: list[tuple[str, str | None]]) -> ModuleType:
     require_tool("gcc")
     from setuptools import Distribution, Extension
 
-    where = tmp_path_factory.mktemp("decoder")
-    extension = Extension("redzone_check._decoder", [str(SOURCE)], include_dirs=[str(INCLUDE)])
+    extension = Extension(
+        "redzone_check._decoder", [str(SOURCE)], include_dirs=[str(INCLUDE)], define_macros=macros
+    )
     dist = Distribution({"ext_modules": [extension]})
     build: Any = dist.get_command_obj("build_ext")
     build.build_lib = str(where / "lib")
@@ -52,6 +52,17 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return _build(tmp_path_factory.mktemp("decoder"), [])
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """A build whose tables of mnemonics (16) and operand texts (64, emptied when half full) fill up."""
+    return _build(tmp_path_factory.mktemp("small"), [("SLOTS", "16"), ("TEXTS", "64")])
 
 
 @pytest.fixture
@@ -94,6 +105,22 @@ def test_compiled_decoding_and_prefilter_equal_capstone_on_real_archives(
         kept += expected is not None
         rejected += expected is None
     assert kept > 10 and rejected > 10  # both verdicts were exercised
+
+
+def test_full_and_emptied_tables_change_nothing(small: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redzone_check._decoder", small)
+    native.reset()
+    try:
+        decode = native.native_decode()
+        assert decode is not None
+        md = lite_decoder()
+        for code, base in _functions(real_archive("libgcc.a")):
+            lite = list(md.disasm_lite(code, base))
+            assert decode(md.csh.value, code, base, None) == lite, hex(base)
+            expected = lite if filters.may_use_red_zone(lite) else None
+            assert filters.decode_if_may_use(code, base) == expected, hex(base)
+    finally:
+        native.reset()
 
 
 @pytest.mark.parametrize(
