@@ -37,10 +37,18 @@ static regs_access_fn p_regs_access;
 static char slot_text[SLOTS][SLOT_TEXT];
 static PyObject *slot_obj[SLOTS];
 
-static PyObject *mnemonic_object(const char *text) {
-    uint32_t hash = 2166136261u; /* FNV-1a */
+/* FNV-1a of a NUL-terminated text of at most `limit` characters; its length goes to `length`. */
+static uint32_t text_hash_of(const char *text, size_t limit, size_t *length) {
+    uint32_t hash = 2166136261u;
     size_t n = 0;
-    for (const char *c = text; *c; c++, n++) hash = (hash ^ (unsigned char)*c) * 16777619u;
+    for (const char *c = text; *c && n < limit; c++, n++) hash = (hash ^ (unsigned char)*c) * 16777619u;
+    *length = n;
+    return hash;
+}
+
+static PyObject *mnemonic_object(const char *text) {
+    size_t n;
+    uint32_t hash = text_hash_of(text, sizeof(((cs_insn *)0)->mnemonic), &n);
     for (uint32_t probe = 0; probe < SLOTS && n < SLOT_TEXT; probe++) {
         uint32_t at = (hash + probe) & (SLOTS - 1);
         if (slot_obj[at] == NULL) {
@@ -60,7 +68,7 @@ static PyObject *mnemonic_object(const char *text) {
 }
 
 static PyObject *ascii_object(const char *text) {
-    size_t n = strnlen(text, 160);
+    size_t n = strnlen(text, sizeof(((cs_insn *)0)->op_str));
     return PyUnicode_DecodeASCII(text, (Py_ssize_t)n, NULL);
 }
 
@@ -73,9 +81,8 @@ static size_t texts_used;
 
 /* An operand text, shared with its earlier copies: its hash is then computed once. */
 static PyObject *operand_text(const char *text) {
-    uint32_t hash = 2166136261u;
-    size_t n = 0;
-    for (const char *c = text; *c && n < 160; c++, n++) hash = (hash ^ (unsigned char)*c) * 16777619u;
+    size_t n;
+    uint32_t hash = text_hash_of(text, sizeof(((cs_insn *)0)->op_str), &n);
     if (texts_used >= TEXTS / 2) {
         for (size_t i = 0; i < TEXTS; i++) Py_CLEAR(texts[i]);
         texts_used = 0;
@@ -157,6 +164,11 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static int configured(void) {
+    if (p_disasm == NULL) PyErr_SetString(PyExc_RuntimeError, "_decoder.configure() was not called");
+    return p_disasm != NULL;
+}
+
 #define FIELD(dict, name, value)                                                \
     do {                                                                        \
         PyObject *v = PyLong_FromSsize_t((Py_ssize_t)(value));                  \
@@ -224,10 +236,7 @@ static PyObject *operand(const cs_x86_op *op) {
 static PyObject *detail(PyObject *self, PyObject *args) {
     unsigned long long handle, address;
     Py_buffer raw;
-    if (p_disasm == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "_decoder.configure() was not called");
-        return NULL;
-    }
+    if (!configured()) return NULL;
     if (!PyArg_ParseTuple(args, "Ky*K", &handle, &raw, &address)) return NULL;
     cs_insn *insn = NULL;
     size_t count = p_disasm((csh)handle, raw.buf, (size_t)raw.len, address, 1, &insn);
@@ -281,10 +290,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     unsigned long long handle, base;
     Py_buffer code;
     PyObject *matters;
-    if (p_disasm == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "_decoder.configure() was not called");
-        return NULL;
-    }
+    if (!configured()) return NULL;
     if (!PyArg_ParseTuple(args, "Ky*KO", &handle, &code, &base, &matters)) return NULL;
     cs_insn *insns = NULL;
     size_t count = p_disasm((csh)handle, code.buf, (size_t)code.len, base, 0, &insns);

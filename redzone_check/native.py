@@ -20,9 +20,8 @@ from capstone import x86
 # decode(handle, code, base, matters) -> list of (address, size, mnemonic, op_str), or None
 NativeDecode = Callable[[int, bytes, int, Any], "list[tuple[int, int, str, str]] | None"]
 # detail(handle, raw, address) -> (id, prefix[0], operands, written register ids or None, head)
-Operand = tuple[
-    int, int, int, int, int, int, int, int, int
-]  # type, reg, size, imm, base, index, disp, access, scale
+# an operand: type, reg, size, imm, base, index, disp, access, scale
+Operand = tuple[int, int, int, int, int, int, int, int, int]
 Detail = tuple[int, int, tuple[Operand, ...], tuple[int, ...] | None, int]
 NativeDetail = Callable[[int, bytes, int], Detail | None]
 
