@@ -38,13 +38,18 @@ def _ocaml_runtime() -> Path:
     return Path(out.stdout.strip()) / "libasmrun.a"
 
 
-def _instructions(archive: Path) -> Iterator[tuple[bytes, int, str, str]]:
+def real_objects(archive: Path) -> Iterator[ElfFile]:
+    """Each member of an archive that ElfFile reads (the others are passed over)."""
     data = memoryview(archive.read_bytes())
     for member in iter_members(data):
         try:
-            elf = ElfFile(member.data)
+            yield ElfFile(member.data)
         except NotApplicable:
             continue
+
+
+def _instructions(archive: Path) -> Iterator[tuple[bytes, int, str, str]]:
+    for elf in real_objects(archive):
         for section in elf.sections:
             if not section.executable:
                 continue

@@ -20,13 +20,11 @@ from typing import Any
 import capstone
 import pytest
 from conftest import require_tool
-from test_digest_templates import distinct_instructions, real_archive
+from test_digest_templates import distinct_instructions, real_archive, real_objects
 
 from redzone_check import digest, filters, native
-from redzone_check.archive import iter_members
 from redzone_check.calls import _disassembler
 from redzone_check.decode import decoder, lite_decoder
-from redzone_check.elf import ElfFile, NotApplicable
 from redzone_check.functions import list_functions
 
 SOURCE = Path(__file__).resolve().parent.parent / "redzone_check" / "_decoder.c"
@@ -78,12 +76,7 @@ def use(compiled: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[nativ
 
 
 def _functions(archive: Path) -> Iterator[tuple[bytes, int]]:
-    data = memoryview(archive.read_bytes())
-    for member in iter_members(data):
-        try:
-            elf = ElfFile(member.data)
-        except NotApplicable:
-            continue
+    for elf in real_objects(archive):
         for fn in list_functions(elf):
             section = elf.section_data(elf.sections[fn.section_index])
             yield bytes(section[fn.offset : fn.offset + fn.size]), fn.offset
