@@ -2,9 +2,9 @@
 
 Everything else is declared in pyproject.toml. The analysis modules are strictly typed Python;
 compiled they run the same code about a fifth faster (README, "Speed"). One small C module,
-`redzone_check/_decoder.c`, reads capstone's decodings without their per-instruction Python
-overhead. The wheel stays correct without them: when no C compiler is found the extensions are
-skipped and the Python sources run.
+`redzone_check/_decoder` (`_decoder.c`, `_stackflow.c`), reads capstone's decodings without their
+per-instruction Python overhead and runs the stack analysis' dataflow. The wheel stays correct
+without them: when no C compiler is found the extensions are skipped and the Python sources run.
 
 - `pip install .` and `python -m build` compile; set REDZONE_CHECK_COMPILE=0 to build pure Python.
 - An editable install (`pip install -e .`) never compiles: a compiled copy beside the sources would
@@ -56,7 +56,12 @@ def _decoder() -> Extension:
         include = []
     else:
         include = [str(Path(capstone.__file__).parent / "include")]
-    return Extension("redzone_check._decoder", ["redzone_check/_decoder.c"], include_dirs=include)
+    return Extension(
+        "redzone_check._decoder",
+        ["redzone_check/_decoder.c", "redzone_check/_stackflow.c"],
+        include_dirs=include,
+        depends=["redzone_check/_capstone.h"],
+    )
 
 
 def _drop_stale_extensions(compiled: set[str]) -> None:

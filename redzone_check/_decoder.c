@@ -13,21 +13,15 @@
  * `redzone_check/native.py` compares their layout with capstone's ctypes declarations before using
  * this module; the Python path is used whenever it is missing or differs.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_capstone.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#include <capstone/capstone.h>
-
-typedef size_t (*disasm_fn)(csh, const uint8_t *, size_t, uint64_t, size_t, cs_insn **);
-typedef void (*free_fn)(cs_insn *, size_t);
-typedef cs_err (*regs_access_fn)(csh, const cs_insn *, cs_regs, uint8_t *, cs_regs, uint8_t *);
-
-static disasm_fn p_disasm;
-static free_fn p_free;
-static regs_access_fn p_regs_access;
+disasm_fn rzc_disasm;
+free_fn rzc_free;
+regs_access_fn rzc_regs_access;
 
 /* Mnemonics are few (about 1,500 distinct ones), so each is made once and shared. */
 #ifndef SLOTS /* tests build with small tables, to exercise a full and an emptied one */
@@ -158,15 +152,15 @@ static int kept(const cs_insn *insns, size_t count, PyObject *matters) {
 static PyObject *configure(PyObject *self, PyObject *args) {
     unsigned long long disasm, free, regs_access;
     if (!PyArg_ParseTuple(args, "KKK", &disasm, &free, &regs_access)) return NULL;
-    p_disasm = (disasm_fn)(uintptr_t)disasm;
-    p_free = (free_fn)(uintptr_t)free;
-    p_regs_access = (regs_access_fn)(uintptr_t)regs_access;
+    rzc_disasm = (disasm_fn)(uintptr_t)disasm;
+    rzc_free = (free_fn)(uintptr_t)free;
+    rzc_regs_access = (regs_access_fn)(uintptr_t)regs_access;
     Py_RETURN_NONE;
 }
 
-static int configured(void) {
-    if (p_disasm == NULL) PyErr_SetString(PyExc_RuntimeError, "_decoder.configure() was not called");
-    return p_disasm != NULL;
+int rzc_configured(void) {
+    if (rzc_disasm == NULL) PyErr_SetString(PyExc_RuntimeError, "_decoder.configure() was not called");
+    return rzc_disasm != NULL;
 }
 
 #define FIELD(dict, name, value)                                                \
@@ -236,16 +230,16 @@ static PyObject *operand(const cs_x86_op *op) {
 static PyObject *detail(PyObject *self, PyObject *args) {
     unsigned long long handle, address;
     Py_buffer raw;
-    if (!configured()) return NULL;
+    if (!rzc_configured()) return NULL;
     if (!PyArg_ParseTuple(args, "Ky*K", &handle, &raw, &address)) return NULL;
     cs_insn *insn = NULL;
-    size_t count = p_disasm((csh)handle, raw.buf, (size_t)raw.len, address, 1, &insn);
+    size_t count = rzc_disasm((csh)handle, raw.buf, (size_t)raw.len, address, 1, &insn);
     Py_ssize_t length = raw.len;
     PyBuffer_Release(&raw);
     if (count == 0) Py_RETURN_NONE;
     PyObject *out = NULL, *ops = NULL, *written = NULL;
     if (insn->id == 0 || insn->detail == NULL) {
-        p_free(insn, count);
+        rzc_free(insn, count);
         Py_RETURN_NONE;
     }
     const cs_x86 *x = &insn->detail->x86;
@@ -259,7 +253,7 @@ static PyObject *detail(PyObject *self, PyObject *args) {
     if (ops == NULL) goto done;
     cs_regs read, write;
     uint8_t nread = 0, nwrite = 0;
-    if (p_regs_access((csh)handle, insn, read, &nread, write, &nwrite) == CS_ERR_OK) {
+    if (rzc_regs_access((csh)handle, insn, read, &nread, write, &nwrite) == CS_ERR_OK) {
         written = PyTuple_New(nwrite);
         for (uint8_t i = 0; written != NULL && i < nwrite; i++) {
             PyObject *reg = PyLong_FromLong(write[i]);
@@ -278,7 +272,7 @@ static PyObject *detail(PyObject *self, PyObject *args) {
 done:
     Py_XDECREF(ops);
     Py_XDECREF(written);
-    p_free(insn, count);
+    rzc_free(insn, count);
     return out;
 }
 
@@ -290,16 +284,16 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     unsigned long long handle, base;
     Py_buffer code;
     PyObject *matters;
-    if (!configured()) return NULL;
+    if (!rzc_configured()) return NULL;
     if (!PyArg_ParseTuple(args, "Ky*KO", &handle, &code, &base, &matters)) return NULL;
     cs_insn *insns = NULL;
-    size_t count = p_disasm((csh)handle, code.buf, (size_t)code.len, base, 0, &insns);
+    size_t count = rzc_disasm((csh)handle, code.buf, (size_t)code.len, base, 0, &insns);
     PyBuffer_Release(&code);
     PyObject *out = NULL;
     if (matters != Py_None) {
         int keep = kept(insns, count, matters);
         if (keep <= 0) {
-            if (count) p_free(insns, count);
+            if (count) rzc_free(insns, count);
             if (keep < 0) return NULL;
             if (count == 0) return PyList_New(0);
             Py_RETURN_NONE;
@@ -311,7 +305,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         if (item == NULL) Py_CLEAR(out);
         else PyList_SET_ITEM(out, (Py_ssize_t)i, item);
     }
-    if (count) p_free(insns, count);
+    if (count) rzc_free(insns, count);
     return out;
 }
 
@@ -320,6 +314,8 @@ static PyMethodDef methods[] = {
     {"layout", layout, METH_NOARGS, "The sizes and offsets of the capstone structures, as compiled."},
     {"decode", decode, METH_VARARGS, "Lite decoding of one function, or None if the prefilter rejects it."},
     {"detail", detail, METH_VARARGS, "The fields digest._make reads from one detailed decoding."},
+    {"flow_setup", rzc_flow_setup, METH_VARARGS, "The constants of the stack analysis (see _stackflow.c)."},
+    {"analyse", rzc_analyse, METH_VARARGS, "The stack analysis of one function (stack._Analyser.run)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,6 +24,14 @@ NativeDecode = Callable[[int, bytes, int, Any], "list[tuple[int, int, str, str]]
 Operand = tuple[int, int, int, int, int, int, int, int, int]
 Detail = tuple[int, int, tuple[Operand, ...], tuple[int, ...] | None, int]
 NativeDetail = Callable[[int, bytes, int], Detail | None]
+# analyse(handle, code, base, lite, blocks, relevant) -> (found, unknown), each found access being
+# (address, kind, rsp offset, size, benign) with kind 0 read, 1 write, 2 address; each block
+# (start, end, succs, indirect)
+Found = tuple[int, int, int, int, int]
+NativeFlow = Callable[
+    [int, bytes, int, "list[tuple[int, int, str, str]]", "list[tuple[int, int, list[int], bool]]", bytes],
+    "tuple[list[Found], int]",
+]
 
 # The ctypes classes of capstone's structures, by the names `_decoder.layout()` uses.
 _CTYPES: dict[str, Any] = {
@@ -80,9 +88,22 @@ def native_detail() -> NativeDetail | None:
     return None if module is None else module.detail
 
 
+@cache
+def native_flow() -> NativeFlow | None:
+    """The stack analysis in C (`_stackflow.c`), given the constants of `stackstate.py`."""
+    module = _module()
+    if module is None:
+        return None
+    from redzone_check.stackstate import flow_constants  # stackstate imports this module
+
+    module.flow_setup(*flow_constants())
+    return module.analyse  # type: ignore[no-any-return]
+
+
 def reset() -> None:
     """Look for the compiled module again (tests switch between the two paths)."""
     _module.cache_clear()
+    native_flow.cache_clear()
 
 
 def disasm_lite(md: capstone.Cs, code: bytes, base: int) -> list[tuple[int, int, str, str]]:

@@ -16,12 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from redzone_check.decode import decoder
 from redzone_check.digest import OP_MEM, Digest, Op, digest
 from redzone_check.filters import Facts, Lite, closure, decode, facts, may_access_below
 from redzone_check.lite import branch_target
+from redzone_check.native import NativeFlow, native_flow
 from redzone_check.stackstate import NOT_ACCESSES, State, Val, is_fence, join, judge, transfer, writes
 
 _WIDEN_AFTER: Final[int] = 6
+_KINDS: Final = ("read", "write", "address")  # the C analysis' kinds of access, by number
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ class _Analyser:
     def run(self) -> Analysis:
         if not self.blocks:
             return Analysis([], 0)
+        compiled = native_flow()
+        if compiled is not None:
+            return self._run_compiled(compiled)
         # Padding or jump-table code must not blur the states the entry already gave.
         frozen = self._flow(0, State(Val(0, 0, 0)), set())
         for todo, state in enumerate(self.state_in):
@@ -158,6 +164,18 @@ class _Analyser:
             seed = self.indirect.copy() if self.indirect else State(Val(-2 - todo, 0, 0))
             frozen |= self._flow(todo, seed, frozen)
         return self._verdicts()
+
+    def _run_compiled(self, compiled: NativeFlow) -> Analysis:
+        """`run()` by `_stackflow.c`: the same steps, states and verdicts, computed in C."""
+        tracked = self.tracked
+        relevant = bytes([known.always or known.names & tracked != 0 for known in self.facts])
+        blocks = [(block.start, block.end, block.succs, block.indirect) for block in self.blocks]
+        found, unknown = compiled(decoder().csh.value, self.code, self.base, self.lite, blocks, relevant)
+        accesses = [
+            Access(address, self._text_at(address), _KINDS[kind], offset, size, benign != 0)
+            for address, kind, offset, size, benign in found
+        ]
+        return Analysis(accesses, unknown)
 
     def _flow(self, start: int, seed: State, frozen: set[int]) -> set[int]:
         """Run the blocks reachable from `start` (but not `frozen`) to a fixed point; those blocks."""

@@ -11,7 +11,8 @@ from typing import Final
 
 from capstone import CS_AC_WRITE, x86
 
-from redzone_check.digest import OP_IMM, OP_REG, Digest, Op
+from redzone_check.decode import BIT, GPRS, canonical
+from redzone_check.digest import OP_IMM, OP_MEM, OP_REG, Digest, Op
 
 INF: Final[int] = 1 << 62
 CONST: Final[int] = -(1 << 50)  # the "epoch" of plain numbers (index registers with known bounds)
@@ -95,6 +96,22 @@ _XOR: Final[int] = x86.X86_INS_XOR
 WRITE: Final[int] = CS_AC_WRITE  # an operand access bit
 
 _CALLER_SAVED: Final = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11")
+
+
+def flow_constants() -> tuple[object, ...]:
+    """The arguments of `_decoder.flow_setup()`: every constant the C analysis (`_stackflow.c`) uses.
+
+    It knows no capstone number or register name of its own; they all come from here and
+    `decode.canonical`, so both analyses read instructions the same way.
+    """
+    names = [canonical(reg_id) for reg_id in range(x86.X86_REG_ENDING)]
+    registers = bytes(255 if name is None else GPRS.index(name) for name in names)
+    ids = (_ADD, _AND, _CALL, _DEC, _ENTER, _INC, _LEA, _LEAVE, _MOV, _OR, _POP, _POPF, _POPFQ)
+    ids_more = (_PUSH, _PUSHF, _PUSHFQ, _SUB, _XCHG, _XOR)
+    caller_saved = sum(BIT[reg] for reg in _CALLER_SAVED)
+    sets = (tuple(STORES), tuple(COMPARES), tuple(NOT_ACCESSES))
+    rsp, rbp = GPRS.index("rsp"), GPRS.index("rbp")
+    return (registers, ids + ids_more, *sets, rsp, rbp, caller_saved, OP_REG, OP_IMM, OP_MEM, WRITE)
 
 
 # Val and State are plain classes rather than dataclasses: compiled by mypyc they become native

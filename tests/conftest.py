@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -38,6 +41,54 @@ def run(
             f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "redzone_check"
+DECODER_SOURCES = [PACKAGE / "_decoder.c", PACKAGE / "_stackflow.c"]
+
+
+def build_decoder(where: Path, macros: Sequence[tuple[str, str | None]] = ()) -> ModuleType:
+    """`redzone_check._decoder` compiled from its sources against the installed capstone's headers,
+    as the wheel build does (an editable install has no compiled module)."""
+    require_tool("gcc")
+    import capstone
+    from setuptools import Distribution, Extension
+
+    include = Path(capstone.__file__).resolve().parent / "include"
+    sources = [str(source) for source in DECODER_SOURCES]
+    extension = Extension(
+        "redzone_check._decoder", sources, include_dirs=[str(include)], define_macros=list(macros)
+    )
+    dist = Distribution({"ext_modules": [extension]})
+    build: Any = dist.get_command_obj("build_ext")
+    build.build_lib = str(where / "lib")
+    build.build_temp = str(where / "tmp")
+    build.ensure_finalized()
+    build.run()
+    (path,) = (where / "lib" / "redzone_check").glob("_decoder*.so")
+    spec = importlib.util.spec_from_file_location("redzone_check._decoder", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def compiled_decoder(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return build_decoder(tmp_path_factory.mktemp("decoder"))
+
+
+@pytest.fixture
+def use_compiled(compiled_decoder: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The compiled module, found as a wheel's would be: every native path of the engine is on."""
+    from redzone_check import native
+
+    monkeypatch.setitem(sys.modules, "redzone_check._decoder", compiled_decoder)
+    monkeypatch.delenv("REDZONE_CHECK_NATIVE", raising=False)
+    native.reset()
+    assert native.native_flow() is not None, "the compiled structures differ from capstone's ctypes ones"
+    yield compiled_decoder
+    native.reset()
 
 
 @pytest.fixture

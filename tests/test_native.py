@@ -1,25 +1,23 @@
 """The compiled decoder (`_decoder.c`) gives exactly what capstone's Python binding gives.
 
-An editable install runs the Python path, so the module is compiled here from its source, against
-the headers of the installed capstone, as the wheel build does. The oracles are capstone's own
-Python binding and the prefilter's Python definition, on real archives (libc.a, libgcc.a, OCaml's
-libasmrun.a): for every function, the compiled lite decoding must equal `disasm_lite`'s list and
-the compiled prefilter must keep exactly the functions `may_use_red_zone` keeps; for every distinct
-encoding, the detailed decoding must give the records read from capstone's ctypes structures.
+An editable install runs the Python path, so the module is compiled here from its sources
+(`conftest.build_decoder`), against the headers of the installed capstone, as the wheel build does.
+The oracles are capstone's own Python binding and the prefilter's Python definition, on real
+archives (libc.a, libgcc.a, OCaml's libasmrun.a): for every function, the compiled lite decoding
+must equal `disasm_lite`'s list and the compiled prefilter must keep exactly the functions
+`may_use_red_zone` keeps; for every distinct encoding, the detailed decoding must give the records
+read from capstone's ctypes structures. The compiled stack analysis is tests/test_stackflow.py's.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-import capstone
 import pytest
-from conftest import require_tool
+from conftest import build_decoder
 from test_digest_templates import distinct_instructions, real_archive, real_objects
 
 from redzone_check import digest, filters, native
@@ -27,40 +25,16 @@ from redzone_check.calls import _disassembler
 from redzone_check.decode import decoder, lite_decoder
 from redzone_check.functions import list_functions
 
-SOURCE = Path(__file__).resolve().parent.parent / "redzone_check" / "_decoder.c"
-INCLUDE = Path(capstone.__file__).resolve().parent / "include"
-
-
-def _build(where: Path, macros: list[tuple[str, str | None]]) -> ModuleType:
-    require_tool("gcc")
-    from setuptools import Distribution, Extension
-
-    extension = Extension(
-        "redzone_check._decoder", [str(SOURCE)], include_dirs=[str(INCLUDE)], define_macros=macros
-    )
-    dist = Distribution({"ext_modules": [extension]})
-    build: Any = dist.get_command_obj("build_ext")
-    build.build_lib = str(where / "lib")
-    build.build_temp = str(where / "tmp")
-    build.ensure_finalized()
-    build.run()
-    (path,) = (where / "lib" / "redzone_check").glob("_decoder*.so")
-    spec = importlib.util.spec_from_file_location("redzone_check._decoder", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return _build(tmp_path_factory.mktemp("decoder"), [])
+def compiled(compiled_decoder: ModuleType) -> ModuleType:
+    return compiled_decoder
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     """A build whose tables of mnemonics (16) and operand texts (64, emptied when half full) fill up."""
-    return _build(tmp_path_factory.mktemp("small"), [("SLOTS", "16"), ("TEXTS", "64")])
+    return build_decoder(tmp_path_factory.mktemp("small"), [("SLOTS", "16"), ("TEXTS", "64")])
 
 
 @pytest.fixture
@@ -188,6 +162,7 @@ def test_a_different_struct_layout_is_not_used(
     native.reset()
     try:
         assert native.native_decode() is None and native.native_detail() is None
+        assert native.native_flow() is None
         code = b"\x48\x89\x44\x24\xf8\xc3"
         assert filters.decode(code, 0) == list(lite_decoder().disasm_lite(code, 0))
     finally:
@@ -205,5 +180,6 @@ def test_the_environment_turns_it_off(compiled: ModuleType, monkeypatch: pytest.
     native.reset()
     try:
         assert native.native_decode() is None and native.native_detail() is None
+        assert native.native_flow() is None
     finally:
         native.reset()

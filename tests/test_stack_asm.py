@@ -1,18 +1,26 @@
 """Exact verdicts of the stack analysis, from hand-written assembly assembled with GNU as.
 
 Each case is one function `f` in its own object; the table says whether it uses
-memory below the current %rsp and, when it does, which instructions and how.
+memory below the current %rsp and, when it does, which instructions and how. Every test runs
+twice: with the Python analysis, and with the compiled one (`_stackflow.c`) a wheel uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from redzone_check.detect import Detection, detect
 from redzone_check.elf import ElfFile
+
+
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "compiled":
+        request.getfixturevalue("use_compiled")
+    yield request.param
 
 
 def _detect(obj: Path, prefilter: bool = True) -> Detection:
@@ -94,6 +102,12 @@ YES = [
         "rbp_frame_after_branch_merge",
         "push %rbp\n mov %rsp,%rbp\n test %edi,%edi\n jne 1f\n nop\n1: mov %esi,-0x4(%rbp)\n pop %rbp\n ret",
         [("write", -0x4, "RZ001")],
+    ),
+    (
+        # Once the allocated amount is overwritten, an index by it is no longer a probe of the allocation.
+        "alloca_amount_overwritten",
+        "sub %rax,%rsp\n imul $8,%rax,%rax\n mov %rdi,-0x8(%rsp,%rax,1)\n ret",
+        [("write", -0x8, "RZ001")],
     ),
 ]
 
