@@ -12,7 +12,7 @@ from test_digest_templates import distinct_instructions, real_archive
 
 from redzone_check.decode import BIT, GPRS
 from redzone_check.digest import detailed
-from redzone_check.filters import _facts, closure, decode, facts, may_access_below, may_use_red_zone
+from redzone_check.filters import _NUMBER, _facts, closure, decode, facts, may_access_below, may_use_red_zone
 from redzone_check.lite import opcode, operands, reads_only
 
 
@@ -118,6 +118,27 @@ def test_implicit_writes_and_read_only_compares(tmp_path: Path) -> None:
     assert registers(known["cmpq $0, -8(%rsp)"].names) == ["rsp"]
     assert known["cmpq $0, -8(%rsp)"].below
     assert tracked("mov %rsp, %rax\ncmp %rax, %rbx\nret", tmp_path) == ["rax", "rsp"]
+
+
+@pytest.mark.parametrize("archive", ["libc.a", "libgcc.a", "libasmrun.a"])
+def test_a_text_has_the_facts_of_its_shape(archive: str) -> None:
+    """`facts` reads a text's facts off its shape (its numbers made 0): they must be the text's own."""
+    shapes = set()
+    for _raw, _address, mnemonic, op_str in distinct_instructions(real_archive(archive)):
+        shape = _NUMBER.sub("0", op_str)
+        shapes.add((mnemonic, shape))
+        own, shared = _facts(mnemonic, op_str), facts(mnemonic, op_str)
+        assert (own.kind, own.names, own.always, own.carries, own.inside, own.derefs, own.below) == (
+            shared.kind,
+            shared.names,
+            shared.always,
+            shared.carries,
+            shared.inside,
+            shared.derefs,
+            shared.below,
+        ), f"{mnemonic} {op_str}"
+    assert any("-0(%r" in shape for _m, shape in shapes)  # signs stay
+    assert any("%r8" in shape or "%xmm1" in shape for _m, shape in shapes)  # register digits stay
 
 
 @pytest.mark.parametrize("archive", ["libc.a", "libgcc.a", "libasmrun.a"])
