@@ -12,6 +12,7 @@ and is "unknown" (counted, never reported) when that difference is not decided.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -86,7 +87,6 @@ class _Analyser:
         self.base = base
         self.relocatable = relocatable
         self.lite = lite
-        self.at = {insn[0]: i for i, insn in enumerate(self.lite)}
         self.facts = facts
         self.tracked = closure(facts, index_registers=True)
         self.blocks = self._blocks()
@@ -106,11 +106,17 @@ class _Analyser:
         off = addr - self.base
         return digest(self.code[off : off + size], addr, mnemonic, op_str)
 
+    def _index(self, address: int) -> int | None:
+        """The instruction at `address`. A search of the lite list (its addresses increase) rather
+        than a map of every address, which cost more than the few branches and findings that ask."""
+        i = bisect_left(self.lite, (address, -1, "", ""))  # sorts before any instruction at `address`
+        return i if i < len(self.lite) and self.lite[i][0] == address else None
+
     def _blocks(self) -> list[_Block]:
         lite = self.lite
-        at = self.at
         leaders = {0} if lite else set()
-        ends: dict[int, tuple[str, int | None]] = {}
+        # instruction index -> (kind, target, index of the target instruction)
+        ends: dict[int, tuple[str, int | None, int | None]] = {}
         for i, known in enumerate(self.facts):
             kind = known.kind
             if kind is None or kind == "call":
@@ -119,11 +125,12 @@ class _Analyser:
             target = branch_target(op_str) if kind != "ret" else None
             if target is not None and self.relocatable and self._unrelocated(addr, size):
                 target = -1  # a branch to another function, resolved by a relocation
-            ends[i] = (kind, target)
+            to = self._index(target) if target is not None else None
+            ends[i] = (kind, target, to)
             if i + 1 < len(lite):
                 leaders.add(i + 1)
-            if target is not None and target in at:
-                leaders.add(at[target])
+            if to is not None:
+                leaders.add(to)
         starts = sorted(leaders)
         index_of = {start: b for b, start in enumerate(starts)}
         blocks = []
@@ -131,12 +138,12 @@ class _Analyser:
             end = starts[b + 1] if b + 1 < len(starts) else len(lite)
             block = _Block(start, end)
             last = end - 1
-            kind, target = ends.get(last, (None, None))
+            kind, target, to = ends.get(last, (None, None, None))
             falls = kind in (None, "jcc") and end < len(lite)
             if falls:
                 block.succs.append(b + 1)
-            if kind in ("jmp", "jcc") and target is not None and target in at:
-                block.succs.append(index_of[at[target]])
+            if kind in ("jmp", "jcc") and to is not None:
+                block.succs.append(index_of[to])
             block.indirect = kind == "jmp" and target is None
             blocks.append(block)
         return blocks
@@ -243,7 +250,7 @@ class _Analyser:
         return unknown
 
     def _text_at(self, address: int) -> str:
-        i = self.at.get(address)
+        i = self._index(address)
         if i is None:
             return ""
         _addr, _size, mnemonic, op_str = self.lite[i]
