@@ -309,11 +309,66 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* Whether `text` starts with one of the strings of the tuple `prefixes` (checked by select()). */
+static int starts_with_any(const char *text, PyObject *prefixes) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); i++) {
+        Py_ssize_t n;
+        const char *prefix = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(prefixes, i), &n);
+        if (prefix == NULL) return -1;
+        if (strncmp(text, prefix, (size_t)n) == 0) return 1;
+    }
+    return 0;
+}
+
+/* select(handle, code, base, mnemonics, operands) -> the (address, size, mnemonic, op_str) of the
+ * instructions whose mnemonic starts with one of `mnemonics` or whose operand text starts with one of
+ * `operands` (tuples of str), in order; None when capstone decodes nothing, so that the caller
+ * asks disasm_lite, which tells an empty input from a capstone error. The caller decides what
+ * each selected instruction means: this only spares it the others (calls.object_calls). */
+static PyObject *select_insns(PyObject *self, PyObject *args) {
+    unsigned long long handle, base;
+    Py_buffer code;
+    PyObject *mnemonics, *operands;
+    if (!rzc_configured()) return NULL;
+    if (!PyArg_ParseTuple(args, "Ky*KO!O!", &handle, &code, &base, &PyTuple_Type, &mnemonics, &PyTuple_Type,
+                          &operands))
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mnemonics) + PyTuple_GET_SIZE(operands); i++) {
+        PyObject *item = i < PyTuple_GET_SIZE(mnemonics) ? PyTuple_GET_ITEM(mnemonics, i)
+                                                         : PyTuple_GET_ITEM(operands, i - PyTuple_GET_SIZE(mnemonics));
+        if (!PyUnicode_Check(item)) {
+            PyBuffer_Release(&code);
+            PyErr_SetString(PyExc_TypeError, "prefixes must be str");
+            return NULL;
+        }
+    }
+    cs_insn *insns = NULL;
+    size_t count = rzc_disasm((csh)handle, code.buf, (size_t)code.len, base, 0, &insns);
+    PyBuffer_Release(&code);
+    if (count == 0) Py_RETURN_NONE;
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i < count; i++) {
+        int wanted = starts_with_any(insns[i].mnemonic, mnemonics);
+        if (wanted == 0) wanted = starts_with_any(insns[i].op_str, operands);
+        if (wanted < 0) {
+            Py_CLEAR(out);
+            break;
+        }
+        if (!wanted) continue;
+        PyObject *item = record(&insns[i]);
+        if (item == NULL || PyList_Append(out, item) < 0) Py_CLEAR(out);
+        Py_XDECREF(item);
+    }
+    rzc_free(insns, count);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, "Set the addresses of cs_disasm, cs_free and cs_regs_access."},
     {"layout", layout, METH_NOARGS, "The sizes and offsets of the capstone structures, as compiled."},
     {"decode", decode, METH_VARARGS, "Lite decoding of one function, or None if the prefilter rejects it."},
     {"detail", detail, METH_VARARGS, "The fields digest._make reads from one detailed decoding."},
+    {"select", select_insns, METH_VARARGS, "The instructions of a function whose text starts with given prefixes."},
     {"flow_setup", rzc_flow_setup, METH_VARARGS, "The constants of the stack analysis (see _stackflow.c)."},
     {"analyse", rzc_analyse, METH_VARARGS, "The stack analysis of one function (stack._Analyser.run)."},
     {NULL, NULL, 0, NULL},

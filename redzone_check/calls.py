@@ -19,7 +19,7 @@ import capstone
 from redzone_check.attribution.ocaml_units import is_ocaml_symbol, ocaml_unit_names
 from redzone_check.elf import ElfFile
 from redzone_check.functions import Function
-from redzone_check.native import disasm_lite
+from redzone_check.native import select
 
 ET_REL = 1
 SHT_RELA = 4
@@ -29,6 +29,10 @@ _PC_RELATIVE = frozenset({2, 4, 9, 24, 41, 42})  # PC32 PLT32 GOTPCREL PC64 GOTP
 _RELA = struct.Struct("<QQq")
 # ocamlopt calls allocating externals through these runtime trampolines, with the stub in %rax.
 C_CALL_TRAMPOLINES = frozenset({"caml_c_call", "caml_c_call_stack_args"})
+# What the loop of `object_calls` looks at: branches, and what loads %rax (a stub's address). The
+# compiled decoder hands over only these; the loop itself still decides.
+_BRANCHES = ("call", "j")
+_LOADS_RAX = ("rax,", "eax,")
 _IMMEDIATE = re.compile(r"^(0x[0-9a-f]+|\d+)$")  # capstone prints small values in decimal
 _RIP_DISPLACEMENT = re.compile(r"\[rip ([+-]) (0x[0-9a-f]+|\d+)\]")
 
@@ -131,7 +135,7 @@ def object_calls(elf: ElfFile, functions: Sequence[Function]) -> ObjectCalls:
         section_relocs = relocs.get(f.section_index, {})
         patched = patched_offsets.get(f.section_index, [])
         in_rax: str | None = None
-        for address, size, mnemonic, operands in disasm_lite(md, code, base):
+        for address, size, mnemonic, operands in select(md, code, base, _BRANCHES, _LOADS_RAX):
             branch = mnemonic == "call" or mnemonic.startswith("j")
             if not branch and not operands.startswith(("rax,", "eax,")):
                 continue  # most instructions: neither a call nor a load of a stub's address

@@ -106,6 +106,20 @@ def reset() -> None:
     native_flow.cache_clear()
 
 
+def select(
+    md: capstone.Cs, code: bytes, base: int, mnemonics: tuple[str, ...], operands: tuple[str, ...]
+) -> list[tuple[int, int, str, str]]:
+    """The instructions of `md.disasm_lite(code, base)` whose mnemonic starts with one of `mnemonics`
+    or whose operand text starts with one of `operands`: by the compiled decoder when there is one,
+    which makes no Python object for the others."""
+    module = _module()
+    found = None if module is None else module.select(md.csh.value, code, base, mnemonics, operands)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    lite = md.disasm_lite(code, base)
+    return [insn for insn in lite if insn[2].startswith(mnemonics) or insn[3].startswith(operands)]
+
+
 def disasm_lite(md: capstone.Cs, code: bytes, base: int) -> list[tuple[int, int, str, str]]:
     """`list(md.disasm_lite(code, base))`, by the compiled decoder when there is one."""
     native = native_decode()

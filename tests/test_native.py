@@ -74,6 +74,22 @@ def test_compiled_decoding_and_prefilter_equal_capstone_on_real_archives(
     assert kept > 10 and rejected > 10  # both verdicts were exercised
 
 
+@pytest.mark.parametrize("archive", ["libc.a", "libasmrun.a"])
+def test_compiled_selection_equals_capstone_on_real_archives(archive: str, use: native.NativeDecode) -> None:
+    md = _disassembler()  # calls.py's
+    selected = 0
+    for code, base in _functions(real_archive(archive)):
+        wanted = [
+            i for i in md.disasm_lite(code, base) if i[2].startswith(("call", "j")) or i[3].startswith("rax,")
+        ]
+        assert native.select(md, code, base, ("call", "j"), ("rax,",)) == wanted, hex(base)
+        selected += len(wanted)
+    assert selected > 1000
+    assert native.select(md, b"", 0, ("call",), ()) == []  # nothing decoded: capstone's own answer
+    with pytest.raises(TypeError):
+        use.__self__.select(md.csh.value, b"\xc3", 0, (b"call",), ())  # type: ignore[attr-defined]
+
+
 def test_full_and_emptied_tables_change_nothing(small: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redzone_check._decoder", small)
     native.reset()
