@@ -87,12 +87,15 @@ def content_key(data: bytes | memoryview) -> bytes:
 
 
 def _batches(items: Sequence[Item], mode: Mode = "analyse") -> Iterator[Task]:
+    # Reading an object's DWARF lines takes milliseconds and a run reads a few: one object per task,
+    # so that every worker takes some.
+    objects = 1 if mode == "lines" else BATCH_OBJECTS
     batch: list[Item] = []
     size = 0
     for item in items:
         batch.append(item)
         size += item[3].length
-        if size >= BATCH_BYTES or len(batch) >= BATCH_OBJECTS:
+        if size >= BATCH_BYTES or len(batch) >= objects:
             yield Task(tuple(batch), mode)
             batch, size = [], 0
     if batch:
