@@ -212,10 +212,13 @@ def control(op: str) -> str | None:
 
 
 def branch_target(op_str: str) -> int | None:
-    """The target of a direct branch (`0x1234`), None for an indirect one (`*%rax`)."""
+    """The target of a direct branch (`0x1234`, or `8`: capstone prints numbers below 10 in
+    decimal), None for an indirect one (`*%rax`)."""
     if op_str.startswith("0x"):
         try:
             return int(op_str, 16)
         except ValueError:
             return None
+    if op_str.isascii() and op_str.isdigit():
+        return int(op_str)
     return None

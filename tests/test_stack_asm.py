@@ -104,6 +104,12 @@ YES = [
         [("write", -0x4, "RZ001")],
     ),
     (
+        # enter's frame is 0x10 bytes, and %rbp-0x20 lies 0x10 below it.
+        "enter_frame_too_small",
+        "enter $0x10,$0\n mov %rdi,-0x20(%rbp)\n leave\n ret",
+        [("write", -0x10, "RZ001")],
+    ),
+    (
         # Once the allocated amount is overwritten, an index by it is no longer a probe of the allocation.
         "alloca_amount_overwritten",
         "sub %rax,%rsp\n imul $8,%rax,%rax\n mov %rdi,-0x8(%rsp,%rax,1)\n ret",
@@ -130,6 +136,9 @@ NO = [
     ),
     ("caller_rbp_is_not_a_stack_register", "mov -0x8(%rbp),%rax\n ret"),
     ("tail_call_after_epilogue", "push %rbx\n pop %rbx\n jmp g"),
+    # `jmp g` is a rel32 of zero until linked: a tail call, not a jump to the next instruction,
+    # so %rax is not known to hold %rsp there.
+    ("code_after_a_tail_call_is_not_its_target", "mov %rsp,%rax\n jmp g\n mov %rdi,-0x8(%rax)\n ret"),
     # A stack address passed on but never dereferenced here: the function is not even analysed.
     ("stack_address_only_passed_on", "sub $0x18,%rsp\n lea 0x8(%rsp),%rdi\n call g\n add $0x18,%rsp\n ret"),
     ("clobbered_before_use", "lea -0x8(%rsp),%rdi\n call g\n mov -0x8(%rdi),%rax\n ret"),
