@@ -2,8 +2,8 @@
 
 Everything else is declared in pyproject.toml. The analysis modules are strictly typed Python;
 compiled they run the same code about a fifth faster (README, "Speed"). One small C module,
-`redzone_check/_decoder` (`_decoder.c`, `_stackflow.c`), reads capstone's decodings without their
-per-instruction Python overhead and runs the stack analysis' dataflow. The wheel stays correct
+`redzone_check/_decoder` (`_decoder.c`, `_stackflow.c`, `_function.c`), reads capstone's decodings
+without their per-instruction Python overhead and runs the stack analysis. The wheel stays correct
 without them: when no C compiler is found the extensions are skipped and the Python sources run.
 
 - `pip install .` and `python -m build` compile; set REDZONE_CHECK_COMPILE=0 to build pure Python.
@@ -58,9 +58,9 @@ def _decoder() -> Extension:
         include = [str(Path(capstone.__file__).parent / "include")]
     return Extension(
         "redzone_check._decoder",
-        ["redzone_check/_decoder.c", "redzone_check/_stackflow.c"],
+        ["redzone_check/_decoder.c", "redzone_check/_stackflow.c", "redzone_check/_function.c"],
         include_dirs=include,
-        depends=["redzone_check/_capstone.h"],
+        depends=["redzone_check/_capstone.h", "redzone_check/_stackflow.h"],
     )
 
 

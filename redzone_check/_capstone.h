@@ -1,4 +1,4 @@
-/* What the two sources of the `_decoder` module share: capstone's functions, reached through the
+/* What the sources of the `_decoder` module share: capstone's functions, reached through the
  * function pointers of its ctypes binding (set by `configure()`), and the methods of `_stackflow.c`. */
 #ifndef REDZONE_CHECK_CAPSTONE_H
 #define REDZONE_CHECK_CAPSTONE_H
@@ -19,7 +19,11 @@ extern regs_access_fn rzc_regs_access;
 /* Whether configure() ran; sets a Python error when not. */
 int rzc_configured(void);
 
+/* Whether the prefilter's test `matters` keeps a function: 1, 0, or -1 with a Python error. */
+int rzc_kept(const cs_insn *insns, size_t count, PyObject *matters);
+
 PyObject *rzc_flow_setup(PyObject *self, PyObject *args);
 PyObject *rzc_analyse(PyObject *self, PyObject *args);
+PyObject *rzc_analyse_function(PyObject *self, PyObject *args);
 
 #endif

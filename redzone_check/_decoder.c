@@ -129,7 +129,7 @@ static int candidate(const cs_insn *insn) {
 }
 
 /* 1: the prefilter keeps the function, 0: it rejects it, -1: a Python error. */
-static int kept(const cs_insn *insns, size_t count, PyObject *matters) {
+int rzc_kept(const cs_insn *insns, size_t count, PyObject *matters) {
     for (size_t i = 0; i < count; i++) {
         if (!candidate(&insns[i])) continue;
         PyObject *mnemonic = mnemonic_object(insns[i].mnemonic);
@@ -291,7 +291,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     PyBuffer_Release(&code);
     PyObject *out = NULL;
     if (matters != Py_None) {
-        int keep = kept(insns, count, matters);
+        int keep = rzc_kept(insns, count, matters);
         if (keep <= 0) {
             if (count) rzc_free(insns, count);
             if (keep < 0) return NULL;
@@ -371,6 +371,7 @@ static PyMethodDef methods[] = {
     {"select", select_insns, METH_VARARGS, "The instructions of a function whose text starts with given prefixes."},
     {"flow_setup", rzc_flow_setup, METH_VARARGS, "The constants of the stack analysis (see _stackflow.c)."},
     {"analyse", rzc_analyse, METH_VARARGS, "The stack analysis of one function (stack._Analyser.run)."},
+    {"analyse_function", rzc_analyse_function, METH_VARARGS, "One function, from its bytes (stack.analyse_function)."},
     {NULL, NULL, 0, NULL},
 };
 

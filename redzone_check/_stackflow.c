@@ -13,22 +13,18 @@
  * Values are __int128: the analysis' numbers are Python ints, and sums of a saturated bound
  * (2^62) and a 64-bit immediate, or a scaled index bound, do not fit in 64 bits.
  */
-#include "_capstone.h"
+#include "_stackflow.h"
 
-#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef __int128 i128;
 
 #define INF ((i128)1 << 62)
 #define CONST (-((i128)1 << 50)) /* the "epoch" of plain numbers */
 #define JOINED ((i128)1 << 40)   /* join_val's fresh epoch: -(1 << 40) - where */
 #define WIDEN_AFTER 6
 #define NONE (-1)
-#define NREG 17  /* the sixteen general-purpose registers of decode.GPRS, and EMPTY */
 #define EMPTY 16 /* the "" key that `st.set(dst.reg or "", ...)` may write */
-#define MAXOPS 8
 #define MAXREGID 1024
 #define MAXINSID 8192
 
@@ -44,62 +40,6 @@ enum { I_ADD, I_AND, I_CALL, I_DEC, I_ENTER, I_INC, I_LEA, I_LEAVE, I_MOV, I_OR,
        I_POPFQ, I_PUSH, I_PUSHF, I_PUSHFQ, I_SUB, I_XCHG, I_XOR, I_COUNT };
 static unsigned ids[I_COUNT];
 
-/* ---- records ---- */
-
-typedef struct {
-    uint8_t type, size, access;
-    int8_t reg, base, idx; /* indices of decode.GPRS, or NONE */
-    int64_t imm, disp, scale;
-} Op;
-
-typedef struct {
-    unsigned id;
-    uint8_t lock, nops;
-    uint32_t written; /* registers written, explicitly or not, by bit */
-    Op ops[MAXOPS];
-} Digest;
-
-typedef struct {
-    i128 epoch, lo, hi;
-} Val;
-
-typedef struct {
-    Val rsp;
-    uint32_t has; /* which regs[] hold a value (never RSP: %rsp is `rsp`) */
-    Val regs[NREG];
-    int alloca;          /* register just subtracted from %rsp, or NONE */
-    uint32_t has_origin; /* which origin[] are set */
-    uint64_t origin[NREG]; /* register -> the address of the lea that made it */
-} State;
-
-typedef struct {
-    uint64_t address;
-    i128 offset;
-    int kind; /* 0 read, 1 write, 2 address */
-    int size, benign;
-    size_t seq; /* for a stable sort */
-} Access;
-
-typedef struct {
-    Access *items;
-    size_t n, cap;
-} Accesses;
-
-typedef struct {
-    uint64_t address;
-    uint8_t judged;
-    Digest d;
-} Step;
-
-typedef struct {
-    Py_ssize_t start, end, nsuccs;
-    Py_ssize_t *succs;
-    int indirect;
-    Step *steps;
-    size_t nsteps;
-} Block;
-
-#define BIT(r) (1u << (r))
 
 /* ---- the constants ---- */
 
@@ -163,6 +103,13 @@ PyObject *rzc_flow_setup(PyObject *self, PyObject *args) {
     setup_done = 1;
     Py_RETURN_NONE;
 }
+
+int rzc_flow_ready(void) {
+    if (!setup_done) PyErr_SetString(PyExc_RuntimeError, "_decoder.flow_setup() was not called");
+    return setup_done;
+}
+
+int rzc_rsp(void) { return RSP; }
 
 static int in_set(const uint8_t *table, unsigned id) { return id < MAXINSID && table[id]; }
 
@@ -648,22 +595,6 @@ static long judge_all(const Digest *dg, uint64_t address, const State *st, Acces
     return unknown;
 }
 
-typedef struct {
-    Block *blocks;
-    Py_ssize_t n;
-    State *state_in;
-    uint8_t *present; /* state_in[b] is not None */
-    Accesses *judged; /* what the last visit of each block found */
-    long *unknown;
-    uint8_t *was_judged;
-    long *visits;
-    State indirect;
-    int has_indirect;
-    Py_ssize_t *rank;
-    uint8_t *frozen, *queued, *reached;
-    Py_ssize_t *heap, nheap;
-    Py_ssize_t *reached_list, nreached;
-} Flow;
 
 static void heap_push(Flow *f, Py_ssize_t b) {
     Py_ssize_t i = f->nheap++;
@@ -812,10 +743,13 @@ static int flow(Flow *f, Py_ssize_t start, const State *seed) {
     return 0;
 }
 
-static int run(Flow *f) {
+int rzc_run(Flow *f) {
     State seed;
     state_init(&seed, 0);
-    if (order(f) < 0 || flow(f, 0, &seed) < 0) return -1;
+    if (order(f) < 0 || flow(f, 0, &seed) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
     for (Py_ssize_t todo = 0; todo < f->n; todo++) {
         if (f->present[todo]) continue;
         /* jump-table targets get the state at the indirect jump; code nothing reaches gets a fresh
@@ -824,7 +758,10 @@ static int run(Flow *f) {
             seed = f->indirect;
         else
             state_init(&seed, -2 - (i128)todo);
-        if (flow(f, todo, &seed) < 0) return -1;
+        if (flow(f, todo, &seed) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
     return 0;
 }
@@ -853,8 +790,30 @@ static int by_address(const void *x, const void *y) {
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-/* _verdicts: every block's last findings, repeats of one lea dropped, by address. */
-static PyObject *verdicts(Flow *f) {
+/* Python's str.isspace() for an ASCII character, as str.strip() uses it. */
+static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
+
+/* _text_at: f"{mnemonic} {op_str}".strip() of the instruction at `address`, "" when there is none. */
+static PyObject *text_at(const cs_insn *insns, size_t count, uint64_t address) {
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (insns[mid].address < address) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == count || insns[lo].address != address) return PyUnicode_FromString("");
+    char text[sizeof insns->mnemonic + 1 + sizeof insns->op_str + 1];
+    int n = snprintf(text, sizeof text, "%.*s %.*s", (int)sizeof insns->mnemonic, insns[lo].mnemonic,
+                     (int)sizeof insns->op_str, insns[lo].op_str);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof text) n = (int)sizeof text - 1;
+    int start = 0;
+    while (start < n && is_space(text[start])) start++;
+    while (n > start && is_space(text[n - 1])) n--;
+    return PyUnicode_DecodeASCII(text + start, n - start, NULL);
+}
+
+PyObject *rzc_verdicts(Flow *f, const cs_insn *insns, size_t count) {
     Accesses all = {NULL, 0, 0};
     long unknown = 0;
     PyObject *list = NULL;
@@ -877,10 +836,16 @@ static PyObject *verdicts(Flow *f) {
     list = PyList_New((Py_ssize_t)all.n);
     for (size_t i = 0; list != NULL && i < all.n; i++) {
         Access *a = &all.items[i];
-        PyObject *offset = long_from_i128(a->offset);
-        PyObject *item = offset == NULL ? NULL
-                                        : Py_BuildValue("(KiNii)", (unsigned long long)a->address, a->kind, offset,
-                                                        a->size, a->benign);
+        PyObject *offset = long_from_i128(a->offset), *item = NULL;
+        if (offset != NULL && insns == NULL) {
+            item = Py_BuildValue("(KiNii)", (unsigned long long)a->address, a->kind, offset, a->size, a->benign);
+        } else if (offset != NULL) {
+            PyObject *text = text_at(insns, count, a->address);
+            if (text == NULL) Py_DECREF(offset);
+            else
+                item = Py_BuildValue("(KNiNii)", (unsigned long long)a->address, text, a->kind, offset, a->size,
+                                     a->benign);
+        }
         if (item == NULL) Py_CLEAR(list);
         else PyList_SET_ITEM(list, (Py_ssize_t)i, item);
     }
@@ -903,9 +868,8 @@ static int read_index(PyObject *item, Py_ssize_t *out, Py_ssize_t limit) {
     return 0;
 }
 
-/* The steps of each block: its relevant instructions that capstone decodes (_Analyser._steps). */
-static int build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t length, uint64_t base,
-                       PyObject *lite, const uint8_t *relevant) {
+int rzc_build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t length, uint64_t base,
+                    const Place *places, const uint8_t *relevant) {
     for (Py_ssize_t b = 0; b < f->n; b++) {
         Block *block = &f->blocks[b];
         size_t count = 0;
@@ -917,16 +881,9 @@ static int build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t leng
         }
         for (Py_ssize_t i = block->start; i < block->end; i++) {
             if (!relevant[i]) continue;
-            PyObject *insn = PyList_GET_ITEM(lite, i);
-            if (!PyTuple_Check(insn) || PyTuple_GET_SIZE(insn) < 2) {
-                PyErr_SetString(PyExc_TypeError, "lite entries are (address, size, mnemonic, op_str)");
-                return -1;
-            }
-            unsigned long long address = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(insn, 0));
-            Py_ssize_t size = PyLong_AsSsize_t(PyTuple_GET_ITEM(insn, 1));
-            if (PyErr_Occurred()) return -1;
+            uint64_t address = places[i].address;
             /* code[off : off + size], as Python slices it */
-            Py_ssize_t off = (Py_ssize_t)(address - base), end = off + size;
+            Py_ssize_t off = (Py_ssize_t)(address - base), end = off + places[i].size;
             if (off < 0 || off > length) off = length;
             if (end > length) end = length;
             if (end < off) end = off;
@@ -940,6 +897,32 @@ static int build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t leng
         }
     }
     return 0;
+}
+
+/* The places of a lite list's instructions. */
+static Place *read_places(PyObject *lite) {
+    Py_ssize_t n = PyList_GET_SIZE(lite);
+    Place *places = malloc((n ? n : 1) * sizeof *places);
+    if (places == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *insn = PyList_GET_ITEM(lite, i);
+        if (!PyTuple_Check(insn) || PyTuple_GET_SIZE(insn) < 2) {
+            PyErr_SetString(PyExc_TypeError, "lite entries are (address, size, mnemonic, op_str)");
+            free(places);
+            return NULL;
+        }
+        places[i].address = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(insn, 0));
+        long size = PyLong_AsLong(PyTuple_GET_ITEM(insn, 1));
+        if (PyErr_Occurred()) {
+            free(places);
+            return NULL;
+        }
+        places[i].size = size < 0 ? 0 : size > 0xFFFF ? 0xFFFF : (uint16_t)size;
+    }
+    return places;
 }
 
 static int read_blocks(Flow *f, PyObject *blocks, Py_ssize_t ninsns) {
@@ -976,7 +959,30 @@ static int read_blocks(Flow *f, PyObject *blocks, Py_ssize_t ninsns) {
     return 0;
 }
 
-static void flow_free(Flow *f) {
+int rzc_flow_alloc(Flow *f, Py_ssize_t n) {
+    f->n = n;
+    f->blocks = calloc(n, sizeof *f->blocks);
+    f->state_in = malloc(n * sizeof *f->state_in);
+    f->present = calloc(n, 1);
+    f->judged = calloc(n, sizeof *f->judged);
+    f->unknown = calloc(n, sizeof *f->unknown);
+    f->was_judged = calloc(n, 1);
+    f->visits = calloc(n, sizeof *f->visits);
+    f->rank = malloc(n * sizeof *f->rank);
+    f->frozen = calloc(n, 1);
+    f->queued = calloc(n, 1);
+    f->reached = calloc(n, 1);
+    f->heap = malloc(n * sizeof *f->heap);
+    f->reached_list = malloc(n * sizeof *f->reached_list);
+    if (!f->blocks || !f->state_in || !f->present || !f->judged || !f->unknown || !f->was_judged || !f->visits ||
+        !f->rank || !f->frozen || !f->queued || !f->reached || !f->heap || !f->reached_list) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+void rzc_flow_free(Flow *f) {
     if (f->blocks != NULL)
         for (Py_ssize_t b = 0; b < f->n; b++) {
             free(f->blocks[b].succs);
@@ -1007,16 +1013,13 @@ PyObject *rzc_analyse(PyObject *self, PyObject *args) {
     unsigned long long handle, base;
     Py_buffer code, relevant;
     PyObject *lite, *blocks, *result = NULL;
-    if (!rzc_configured()) return NULL;
-    if (!setup_done) {
-        PyErr_SetString(PyExc_RuntimeError, "_decoder.flow_setup() was not called");
-        return NULL;
-    }
+    if (!rzc_configured() || !rzc_flow_ready()) return NULL;
     if (!PyArg_ParseTuple(args, "Ky*KO!O!y*", &handle, &code, &base, &PyList_Type, &lite, &PyList_Type, &blocks,
                           &relevant))
         return NULL;
     Flow f;
     memset(&f, 0, sizeof f);
+    Place *places = NULL;
     Py_ssize_t n = PyList_GET_SIZE(blocks), ninsns = PyList_GET_SIZE(lite);
     if (relevant.len != ninsns) {
         PyErr_SetString(PyExc_ValueError, "relevant must have one byte per instruction");
@@ -1026,34 +1029,16 @@ PyObject *rzc_analyse(PyObject *self, PyObject *args) {
         result = Py_BuildValue("([]i)", 0);
         goto done;
     }
-    f.n = n;
-    f.blocks = calloc(n, sizeof *f.blocks);
-    f.state_in = malloc(n * sizeof *f.state_in);
-    f.present = calloc(n, 1);
-    f.judged = calloc(n, sizeof *f.judged);
-    f.unknown = calloc(n, sizeof *f.unknown);
-    f.was_judged = calloc(n, 1);
-    f.visits = calloc(n, sizeof *f.visits);
-    f.rank = malloc(n * sizeof *f.rank);
-    f.frozen = calloc(n, 1);
-    f.queued = calloc(n, 1);
-    f.reached = calloc(n, 1);
-    f.heap = malloc(n * sizeof *f.heap);
-    f.reached_list = malloc(n * sizeof *f.reached_list);
-    if (!f.blocks || !f.state_in || !f.present || !f.judged || !f.unknown || !f.was_judged || !f.visits ||
-        !f.rank || !f.frozen || !f.queued || !f.reached || !f.heap || !f.reached_list) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    if (rzc_flow_alloc(&f, n) < 0) goto done;
     if (read_blocks(&f, blocks, ninsns) < 0) goto done;
-    if (build_steps(&f, (csh)handle, code.buf, code.len, base, lite, relevant.buf) < 0) goto done;
-    if (run(&f) < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    result = verdicts(&f);
+    places = read_places(lite);
+    if (places == NULL) goto done;
+    if (rzc_build_steps(&f, (csh)handle, code.buf, code.len, base, places, relevant.buf) < 0) goto done;
+    if (rzc_run(&f) < 0) goto done;
+    result = rzc_verdicts(&f, NULL, 0);
 done:
-    flow_free(&f);
+    rzc_flow_free(&f);
+    free(places);
     PyBuffer_Release(&code);
     PyBuffer_Release(&relevant);
     return result;

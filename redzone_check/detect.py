@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redzone_check.elf import ElfFile
-from redzone_check.filters import decode, decode_if_may_use
 from redzone_check.functions import Function, list_functions
 from redzone_check.model import RED_ZONE_BYTES, Instruction
-from redzone_check.stack import analyse
+from redzone_check.stack import analyse_function
 
 _IMPLAUSIBLE = 1 << 16
 
@@ -35,12 +34,11 @@ def detect(elf: ElfFile, prefilter: bool = True) -> Detection:
     hits = []
     unknown = 0
     for fn in functions:
-        # One copy of the function's bytes, which decode() and analyse() then take as they are.
+        # One copy of the function's bytes, which the decoding and the analysis then take as they are.
         code = bytes(elf.section_data(elf.sections[fn.section_index])[fn.offset : fn.offset + fn.size])
-        lite = decode_if_may_use(code, fn.offset) if prefilter else decode(code, fn.offset)
-        if lite is None:
+        analysis = analyse_function(code, fn.offset, relocatable, prefilter)
+        if analysis is None:
             continue
-        analysis = analyse(code, fn.offset, relocatable, lite, prefilter)
         if analysis.unknown:
             unknown += 1
         red_zone: list[Instruction] = []

@@ -114,6 +114,19 @@ def facts(mnemonic: str, op_str: str) -> Facts:
     return _facts_of_text(mnemonic, op_str)
 
 
+# How `fact_fields` names a Facts.kind for the compiled analysis (`_function.c`).
+KIND_CODES: Final[dict[str | None, int]] = {None: 0, "call": 1, "ret": 2, "jmp": 3, "jcc": 4}
+FactFields = tuple[int, int, bool, tuple[tuple[int, int], ...], int, int, bool]
+
+
+def fact_fields(mnemonic: str, op_str: str) -> FactFields:
+    """`facts(mnemonic, op_str)` as the compiled analysis reads it: kind (as KIND_CODES), names,
+    always, carries, inside, derefs, below. It asks once per distinct text."""
+    known = facts(mnemonic, op_str)
+    kind = KIND_CODES[known.kind]
+    return (kind, known.names, known.always, known.carries, known.inside, known.derefs, known.below)
+
+
 # A number that stands alone (a displacement, an immediate, a scale), not the digit of %r8 or %xmm1.
 _NUMBER: Final = re.compile(r"(?<![\w%])(?:0x[0-9a-f]+|\d+)")
 

@@ -100,6 +100,21 @@ def native_flow() -> NativeFlow | None:
     return module.analyse  # type: ignore[no-any-return]
 
 
+# analyse_function(lite handle, detail handle, code, base, relocatable, matters, fact_fields) -> None
+# when the prefilter rejects the function, else (found, unknown), each found access being
+# (address, text, kind, rsp offset, size, benign)
+FoundAt = tuple[int, str, int, int, int, int]
+NativeFunction = Callable[[int, int, bytes, int, bool, Any, Any], "tuple[list[FoundAt], int] | None"]
+
+
+def native_function() -> NativeFunction | None:
+    """The analysis of one function from its bytes in C (`_function.c`)."""
+    module = _module()
+    if module is None or native_flow() is None:
+        return None
+    return module.analyse_function  # type: ignore[no-any-return]
+
+
 def reset() -> None:
     """Look for the compiled module again (tests switch between the two paths)."""
     _module.cache_clear()

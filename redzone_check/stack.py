@@ -17,11 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from redzone_check.decode import decoder
+from redzone_check.decode import decoder, lite_decoder
 from redzone_check.digest import OP_MEM, Digest, Op, digest
-from redzone_check.filters import Facts, Lite, closure, decode, facts, may_access_below
+from redzone_check.filters import (
+    Facts,
+    Lite,
+    closure,
+    decode,
+    decode_if_may_use,
+    fact_fields,
+    facts,
+    matters,
+    may_access_below,
+)
 from redzone_check.lite import branch_target
-from redzone_check.native import NativeFlow, native_flow
+from redzone_check.native import NativeFlow, native_flow, native_function
 from redzone_check.stackstate import NOT_ACCESSES, State, Val, is_fence, join, judge, transfer, writes
 
 _WIDEN_AFTER: Final[int] = 6
@@ -42,6 +52,37 @@ class Access:
 class Analysis:
     accesses: list[Access]
     unknown: int  # accesses whose relation to the current %rsp is not decided
+
+
+def analyse_function(code: bytes, base: int, relocatable: bool, prefilter: bool = True) -> Analysis | None:
+    """`analyse()` of one function's bytes, decoding them; None when the prefilter rejects it
+    (`filters.decode_if_may_use`). With the compiled module, every step runs in C (`_function.c`),
+    asking Python only for the prefilter's test and the facts of each new text."""
+    compiled = native_function()
+    if compiled is not None:
+        found = compiled(
+            lite_decoder().csh.value,
+            decoder().csh.value,
+            code,
+            base,
+            relocatable,
+            matters if prefilter else None,
+            fact_fields,
+        )
+        if found is None:
+            return None
+        accesses, unknown = found
+        return Analysis(
+            [
+                Access(address, text, _KINDS[kind], offset, size, benign != 0)
+                for address, text, kind, offset, size, benign in accesses
+            ],
+            unknown,
+        )
+    lite = decode_if_may_use(code, base) if prefilter else decode(code, base)
+    if lite is None:
+        return None
+    return analyse(code, base, relocatable, lite, prefilter)
 
 
 def analyse(

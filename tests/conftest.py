@@ -44,7 +44,7 @@ def run(
 
 
 PACKAGE = Path(__file__).resolve().parent.parent / "redzone_check"
-DECODER_SOURCES = [PACKAGE / "_decoder.c", PACKAGE / "_stackflow.c"]
+DECODER_SOURCES = [PACKAGE / "_decoder.c", PACKAGE / "_stackflow.c", PACKAGE / "_function.c"]
 
 
 def build_decoder(where: Path, macros: Sequence[tuple[str, str | None]] = ()) -> ModuleType:
