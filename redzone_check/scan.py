@@ -89,7 +89,7 @@ def content_key(data: bytes | memoryview) -> bytes:
 def _batches(items: Sequence[Item], mode: Mode = "analyse") -> Iterator[Task]:
     # Reading an object's DWARF lines takes milliseconds and a run reads a few: one object per task,
     # so that every worker takes some.
-    objects = 1 if mode == "lines" else BATCH_OBJECTS
+    objects = 1 if mode == "lines" else 8 if mode == "calls" else BATCH_OBJECTS
     batch: list[Item] = []
     size = 0
     for item in items:
@@ -146,7 +146,9 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
             if reachable and any(f.rule in REACH_RULES for f in findings):
                 objects = {_location(mapper, item): item for item in walk.items if results[item[0]].analysed}
                 copied_from = {copy: places[original] for copy, original in walk.copies.items()}
-                graph.source = WorkerCalls(objects, runner, _batches, PARALLEL_MIN_BYTES, copied_from)
+                # The workers are forked by now: even a round of a few objects is worth spreading.
+                threshold = 0 if jobs > 1 else PARALLEL_MIN_BYTES
+                graph.source = WorkerCalls(objects, runner, _batches, threshold, copied_from)
             else:
                 graph = CallGraph()
             findings = attach(findings, graph, externals, options.source_root, mapper)
