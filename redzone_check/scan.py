@@ -14,6 +14,7 @@ path: that result is re-pathed in its place (`_Copies`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -86,10 +87,16 @@ def content_key(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _batches(items: Sequence[Item], mode: Mode = "analyse") -> Iterator[Task]:
-    # Reading an object's DWARF lines takes milliseconds and a run reads a few: one object per task,
-    # so that every worker takes some.
-    objects = 1 if mode == "lines" else 8 if mode == "calls" else BATCH_OBJECTS
+def _batches(items: Sequence[Item], mode: Mode = "analyse", spread: int = 1) -> Iterator[Task]:
+    objects = BATCH_OBJECTS
+    if mode == "lines":
+        # Reading an object's DWARF lines takes milliseconds and a run reads a few: one object per
+        # task, so that every worker takes some.
+        objects = 1
+    elif mode == "calls":
+        # A round of the reach reads a few dozen objects while the `spread` workers wait for it:
+        # two tasks each, so that none waits for the others' last one.
+        objects = min(BATCH_OBJECTS, max(1, -(-len(items) // (2 * spread))))
     batch: list[Item] = []
     size = 0
     for item in items:
@@ -148,7 +155,8 @@ def scan(paths: Sequence[str], options: ScanOptions) -> ScanResult:
                 copied_from = {copy: places[original] for copy, original in walk.copies.items()}
                 # The workers are forked by now: even a round of a few objects is worth spreading.
                 threshold = 0 if jobs > 1 else PARALLEL_MIN_BYTES
-                graph.source = WorkerCalls(objects, runner, _batches, threshold, copied_from)
+                spread = functools.partial(_batches, spread=jobs)
+                graph.source = WorkerCalls(objects, runner, spread, threshold, copied_from)
             else:
                 graph = CallGraph()
             findings = attach(findings, graph, externals, options.source_root, mapper)
