@@ -25,5 +25,6 @@ int rzc_kept(const cs_insn *insns, size_t count, PyObject *matters);
 PyObject *rzc_flow_setup(PyObject *self, PyObject *args);
 PyObject *rzc_analyse(PyObject *self, PyObject *args);
 PyObject *rzc_analyse_function(PyObject *self, PyObject *args);
+PyObject *rzc_shape(PyObject *self, PyObject *args);
 
 #endif

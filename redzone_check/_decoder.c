@@ -371,6 +371,7 @@ static PyMethodDef methods[] = {
     {"select", select_insns, METH_VARARGS, "The instructions of a function whose text starts with given prefixes."},
     {"flow_setup", rzc_flow_setup, METH_VARARGS, "The constants of the stack analysis (see _stackflow.c)."},
     {"analyse", rzc_analyse, METH_VARARGS, "The stack analysis of one function (stack._Analyser.run)."},
+    {"shape", rzc_shape, METH_VARARGS, "An operand text with its numbers made 0 (filters._NUMBER)."},
     {"analyse_function", rzc_analyse_function, METH_VARARGS, "One function, from its bytes (stack.analyse_function)."},
     {NULL, NULL, 0, NULL},
 };

@@ -39,12 +39,17 @@ typedef struct {
 } Known;
 
 #ifndef KNOWN /* tests build with a small table, to exercise an emptied one */
-#define KNOWN (1 << 17)
+#define KNOWN (1 << 16)
 #endif
 
 static Known *known;
 static uint32_t generation = 1;
 static size_t known_used;
+
+void rzc_forget_facts(void) {
+    generation++;
+    known_used = 0;
+}
 
 static int count_bits(uint32_t mask) { return __builtin_popcount(mask); }
 
@@ -107,10 +112,54 @@ static int ask_facts(PyObject *fact_fields, const char *mnemonic, const char *op
     return 0;
 }
 
+static int is_word(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+
+static int is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+/* filters._NUMBER.sub("0", text): every number that stands alone (not after a word character or
+ * `%`), `0x` and lowercase hex digits or decimal digits, made 0. The result is never longer. */
+static void shape_of(const char *text, size_t limit, char *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < limit && text[i];) {
+        char c = text[i];
+        if (c >= '0' && c <= '9' && (i == 0 || (!is_word(text[i - 1]) && text[i - 1] != '%'))) {
+            if (c == '0' && i + 2 < limit && text[i + 1] == 'x' && is_hex(text[i + 2])) {
+                i += 2;
+                while (i < limit && is_hex(text[i])) i++;
+            } else {
+                while (i < limit && text[i] >= '0' && text[i] <= '9') i++;
+            }
+            out[n++] = '0';
+        } else {
+            out[n++] = c;
+            i++;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* shape(text) -> shape_of(text), for tests/test_stackflow.py to compare with filters._NUMBER. */
+PyObject *rzc_shape(PyObject *self, PyObject *args) {
+    const char *text;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "s#", &text, &n)) return NULL;
+    char *out = malloc((size_t)n + 1);
+    if (out == NULL) return PyErr_NoMemory();
+    shape_of(text, (size_t)n, out);
+    PyObject *found = PyUnicode_FromString(out);
+    free(out);
+    return found;
+}
+
 /* filters.facts of one instruction: from the table, else from Python. */
 static int facts_of(const cs_insn *insn, PyObject *fact_fields, Facts *out) {
-    /* A text that names no register says nothing beyond its mnemonic (as filters.facts). */
-    const char *op_str = strchr(insn->op_str, '%') != NULL ? insn->op_str : "";
+    /* A text that names no register says nothing beyond its mnemonic (as filters.facts), and the
+     * facts of a text are those of its shape (filters._facts_of_text): the table keeps shapes, and
+     * Python is asked once per shape. */
+    char shape[OPERANDS];
+    shape[0] = '\0';
+    if (strchr(insn->op_str, '%') != NULL) shape_of(insn->op_str, OPERANDS, shape);
+    const char *op_str = shape;
     uint32_t hash = 2166136261u;
     for (const char *c = insn->mnemonic; *c && c < insn->mnemonic + MNEMONIC; c++)
         hash = (hash ^ (unsigned char)*c) * 16777619u;

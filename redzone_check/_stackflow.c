@@ -100,6 +100,7 @@ PyObject *rzc_flow_setup(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "register index out of range");
         return NULL;
     }
+    rzc_forget_facts();
     setup_done = 1;
     Py_RETURN_NONE;
 }

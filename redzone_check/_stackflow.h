@@ -93,6 +93,8 @@ typedef struct {
 
 /* Whether flow_setup() ran; sets a Python error when not. */
 int rzc_flow_ready(void);
+/* Empties the table of facts by text (_function.c): flow_setup() does, as facts may change with it. */
+void rzc_forget_facts(void);
 /* decode.GPRS index of %rsp, as flow_setup() gave it. */
 int rzc_rsp(void);
 /* The arrays of a flow over `n` blocks; -1 (and a Python error) when out of memory. */

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from conftest import build_decoder
-from test_digest_templates import real_archive, real_objects
+from test_digest_templates import distinct_instructions, real_archive, real_objects
 
 from redzone_check import native, stack
 from redzone_check.decode import decoder, lite_decoder
-from redzone_check.filters import decode, fact_fields, matters
+from redzone_check.filters import _NUMBER, decode, fact_fields, matters
 from redzone_check.functions import list_functions
 
 Result = tuple[list[tuple[int, str, str, int, int, bool]], int] | None
@@ -178,9 +178,27 @@ def test_errors_of_the_prefilter_and_facts_propagate(use_compiled: ModuleType) -
 
     with pytest.raises(LookupError, match="movq %rax, -0x2222"):
         use_compiled.analyse_function(*handles, code, 0, True, broken, fact_fields)
-    with pytest.raises(LookupError, match="movq %rax, -0x2222"):
+    with pytest.raises(LookupError, match=r"movq %rax, -0\(%rsp\)"):  # facts are asked of the shape
         use_compiled.analyse_function(*handles, code, 0, True, None, broken)
     found = use_compiled.analyse_function(*handles, code, 0, True, matters, fact_fields)
     assert found == ([(0, "movq %rax, -0x2222(%rsp)", 1, -0x2222, 8, 0)], 0)
     assert use_compiled.analyse_function(*handles, b"", 0, True, matters, fact_fields) is None
     assert use_compiled.analyse_function(*handles, b"", 0, True, None, fact_fields) == ([], 0)
+
+
+@pytest.mark.parametrize("archive", ["libc.a", "libgcc.a", "libasmrun.a"])
+def test_compiled_shapes_are_the_python_ones(archive: str, use_compiled: ModuleType) -> None:
+    """The C table keeps facts by shape: its shape of a text must be filters._NUMBER's."""
+    texts = {op_str for _raw, _address, _mnemonic, op_str in distinct_instructions(real_archive(archive))}
+    for text in texts:
+        assert use_compiled.shape(text) == _NUMBER.sub("0", text), text
+    assert len(texts) > 500
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "0", "0x", "0x1f", "0xAB", "0xz", "-0x18(%rsp)", "$1, %eax", "%r8, %xmm15", "%st(1)",
+     "a1", "_1", "%fs:0x28", "0x10(%rax,%rbx,8)", "12345678901234567890", "*0x8(%rip)"],
+)  # fmt: skip
+def test_shapes_of_edge_cases(text: str, use_compiled: ModuleType) -> None:
+    assert use_compiled.shape(text) == _NUMBER.sub("0", text)
