@@ -95,8 +95,8 @@ def engine_build() -> str:
     script = Path(rc_command([])[0])
     python = script.read_text(errors="replace").splitlines()[0].removeprefix("#!").strip()
     probe = (
-        "import redzone_check.stack as s; from redzone_check.native import native_decode;"
-        " print(s.__file__, native_decode() is not None)"
+        "import redzone_check.stack as s; from redzone_check.native import native_function;"
+        " print(s.__file__, native_function() is not None)"
     )
     if not Path(python).is_file():
         return "unknown"
@@ -107,7 +107,8 @@ def engine_build() -> str:
     where, native = out
     if not where.endswith(".so"):
         return "Python sources (pip install -e .)"
-    return "compiled with mypyc" + (" and the C decoder" if native == "True" else ", without the C decoder")
+    found = " and the C module (decoding and analysis)" if native == "True" else ", without the C module"
+    return "compiled with mypyc" + found
 
 
 def measure(name: str, paths: Sequence[str], runs: int, objdump: bool = True) -> Row:
