@@ -7,8 +7,13 @@
  *   finds the instructions it has to look at (operand text naming "sp", or an `enter`), asks it
  *   about each, and makes no list at all for a function it rejects (five in six of the benchmark set).
  * - detail(): the fields of one detailed decoding that `digest._make` reads, as plain ints.
+ * - select(): the instructions of a function whose text starts with given prefixes (the branches
+ *   and loads of %rax that `calls.object_calls` reads).
  *
- * Both call the very capstone library and handles the Python package loaded, through the function
+ * The module's other sources run the stack analysis: `_stackflow.c` (analyse(), flow_setup()) and
+ * `_function.c` (analyse_function(), shape()).
+ *
+ * All call the very capstone library and handles the Python package loaded, through the function
  * pointers of its ctypes binding. The structures come from the headers capstone ships, and
  * `redzone_check/native.py` compares their layout with capstone's ctypes declarations before using
  * this module; the Python path is used whenever it is missing or differs.
@@ -333,9 +338,9 @@ static PyObject *select_insns(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Ky*KO!O!", &handle, &code, &base, &PyTuple_Type, &mnemonics, &PyTuple_Type,
                           &operands))
         return NULL;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mnemonics) + PyTuple_GET_SIZE(operands); i++) {
-        PyObject *item = i < PyTuple_GET_SIZE(mnemonics) ? PyTuple_GET_ITEM(mnemonics, i)
-                                                         : PyTuple_GET_ITEM(operands, i - PyTuple_GET_SIZE(mnemonics));
+    Py_ssize_t nm = PyTuple_GET_SIZE(mnemonics);
+    for (Py_ssize_t i = 0; i < nm + PyTuple_GET_SIZE(operands); i++) {
+        PyObject *item = i < nm ? PyTuple_GET_ITEM(mnemonics, i) : PyTuple_GET_ITEM(operands, i - nm);
         if (!PyUnicode_Check(item)) {
             PyBuffer_Release(&code);
             PyErr_SetString(PyExc_TypeError, "prefixes must be str");
@@ -368,14 +373,16 @@ static PyMethodDef methods[] = {
     {"layout", layout, METH_NOARGS, "The sizes and offsets of the capstone structures, as compiled."},
     {"decode", decode, METH_VARARGS, "Lite decoding of one function, or None if the prefilter rejects it."},
     {"detail", detail, METH_VARARGS, "The fields digest._make reads from one detailed decoding."},
-    {"select", select_insns, METH_VARARGS, "The instructions of a function whose text starts with given prefixes."},
+    {"select", select_insns, METH_VARARGS, "The instructions of a function whose text has given prefixes."},
     {"flow_setup", rzc_flow_setup, METH_VARARGS, "The constants of the stack analysis (see _stackflow.c)."},
     {"analyse", rzc_analyse, METH_VARARGS, "The stack analysis of one function (stack._Analyser.run)."},
     {"shape", rzc_shape, METH_VARARGS, "An operand text with its numbers made 0 (filters._NUMBER)."},
-    {"analyse_function", rzc_analyse_function, METH_VARARGS, "One function, from its bytes (stack.analyse_function)."},
+    {"analyse_function", rzc_analyse_function, METH_VARARGS, "One function from its bytes."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decoder", NULL, -1, methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_decoder", NULL, -1, methods, NULL, NULL, NULL, NULL,
+};
 
 PyMODINIT_FUNC PyInit__decoder(void) { return PyModule_Create(&module); }

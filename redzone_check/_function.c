@@ -7,8 +7,9 @@
  * the dataflow ran in C, so this does the same steps over capstone's own records.
  *
  * What each text means stays in Python: the prefilter's test (`filters.matters`) and the facts of a
- * text (`filters.fact_fields`) are asked of Python, once per text; this keeps their answers, by
- * text, in a table. tests/test_stackflow.py compares both paths on every function of real archives.
+ * text (`filters.fact_fields`) are asked of Python; the facts once per shape of text (its numbers
+ * made 0, as filters._facts_of_text), kept in a table. tests/test_stackflow.py compares both paths
+ * on every function of real archives.
  */
 #include "_stackflow.h"
 
@@ -31,7 +32,7 @@ typedef struct {
 #define OPERANDS (sizeof(((cs_insn *)0)->op_str))
 
 typedef struct {
-    uint32_t generation; /* the entry is empty unless this is the table's */
+    uint32_t generation; /* the entry is empty unless this is the table's (which starts at 1) */
     uint32_t hash;
     char mnemonic[MNEMONIC];
     char op_str[OPERANDS];
@@ -55,11 +56,12 @@ static int count_bits(uint32_t mask) { return __builtin_popcount(mask); }
 
 static int bit_index(uint32_t mask) { return __builtin_ctz(mask); }
 
-/* The facts Python gives for (mnemonic, op_str), read into `out`. They are kept by text for the
- * life of the process: `fact_fields` must depend on the text alone, as filters.facts does. */
+/* The facts Python gives for (mnemonic, op_str), read into `out`. They are kept by shape until
+ * flow_setup() runs again: `fact_fields` must depend on the text alone, as filters.facts does. */
 static int ask_facts(PyObject *fact_fields, const char *mnemonic, const char *op_str, Facts *out) {
     PyObject *m = PyUnicode_DecodeASCII(mnemonic, (Py_ssize_t)strnlen(mnemonic, MNEMONIC), NULL);
-    PyObject *o = m == NULL ? NULL : PyUnicode_DecodeASCII(op_str, (Py_ssize_t)strnlen(op_str, OPERANDS), NULL);
+    Py_ssize_t length = (Py_ssize_t)strnlen(op_str, OPERANDS);
+    PyObject *o = m == NULL ? NULL : PyUnicode_DecodeASCII(op_str, length, NULL);
     PyObject *found = o == NULL ? NULL : PyObject_CallFunctionObjArgs(fact_fields, m, o, NULL);
     Py_XDECREF(m);
     Py_XDECREF(o);
@@ -112,7 +114,9 @@ static int ask_facts(PyObject *fact_fields, const char *mnemonic, const char *op
     return 0;
 }
 
-static int is_word(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+static int is_word(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
 
 static int is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
@@ -164,7 +168,8 @@ static int facts_of(const cs_insn *insn, PyObject *fact_fields, Facts *out) {
     for (const char *c = insn->mnemonic; *c && c < insn->mnemonic + MNEMONIC; c++)
         hash = (hash ^ (unsigned char)*c) * 16777619u;
     hash = (hash ^ 0xFFu) * 16777619u;
-    for (const char *c = op_str; *c && c < op_str + OPERANDS; c++) hash = (hash ^ (unsigned char)*c) * 16777619u;
+    for (const char *c = op_str; *c && c < op_str + OPERANDS; c++)
+        hash = (hash ^ (unsigned char)*c) * 16777619u;
     if (known == NULL) {
         known = calloc(KNOWN, sizeof *known);
         if (known == NULL) {
@@ -255,7 +260,10 @@ static int branch_target(const char *op_str, uint64_t *out, int *fits) {
         c++;
     }
     for (;; c++) {
-        int d = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10 : *c >= 'A' && *c <= 'F' ? *c - 'A' + 10 : -1;
+        int d = -1;
+        if (*c >= '0' && *c <= '9') d = *c - '0';
+        else if (*c >= 'a' && *c <= 'f') d = *c - 'a' + 10;
+        else if (*c >= 'A' && *c <= 'F') d = *c - 'A' + 10;
         if (d < 0) {
             /* Python's int() takes one underscore between digits, and whitespace around */
             if (*c == '_' && !underscore) {
@@ -373,8 +381,8 @@ PyObject *rzc_analyse_function(PyObject *self, PyObject *args) {
     int relocatable;
     PyObject *matters, *fact_fields, *result = NULL;
     if (!rzc_configured() || !rzc_flow_ready()) return NULL;
-    if (!PyArg_ParseTuple(args, "KKy*KpOO", &lite_handle, &detail_handle, &code, &base, &relocatable, &matters,
-                          &fact_fields))
+    if (!PyArg_ParseTuple(args, "KKy*KpOO", &lite_handle, &detail_handle, &code, &base, &relocatable,
+                          &matters, &fact_fields))
         return NULL;
     cs_insn *insns = NULL;
     size_t n = rzc_disasm((csh)lite_handle, code.buf, (size_t)code.len, base, 0, &insns);

@@ -92,10 +92,12 @@ PyObject *rzc_flow_setup(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "wrong number of instruction ids");
         return NULL;
     }
-    for (int i = 0; i < I_COUNT; i++) ids[i] = (unsigned)PyLong_AsUnsignedLong(PySequence_Fast_GET_ITEM(fast, i));
+    for (int i = 0; i < I_COUNT; i++)
+        ids[i] = (unsigned)PyLong_AsUnsignedLong(PySequence_Fast_GET_ITEM(fast, i));
     Py_DECREF(fast);
     if (PyErr_Occurred()) return NULL;
-    if (read_ids(st, stores) < 0 || read_ids(cmp, compares) < 0 || read_ids(na, not_accesses) < 0) return NULL;
+    if (read_ids(st, stores) < 0 || read_ids(cmp, compares) < 0 || read_ids(na, not_accesses) < 0)
+        return NULL;
     if (RSP < 0 || RSP >= 16 || RBP < 0 || RBP >= 16) {
         PyErr_SetString(PyExc_ValueError, "register index out of range");
         return NULL;
@@ -217,7 +219,9 @@ static Val val(i128 epoch, i128 lo, i128 hi) {
 
 static Val vadd(Val v, i128 k) { return val(v.epoch, sat(v.lo + k), sat(v.hi + k)); }
 
-static int veq(const Val *a, const Val *b) { return a->epoch == b->epoch && a->lo == b->lo && a->hi == b->hi; }
+static int veq(const Val *a, const Val *b) {
+    return a->epoch == b->epoch && a->lo == b->lo && a->hi == b->hi;
+}
 
 static void state_init(State *s, i128 epoch) {
     memset(s, 0, sizeof *s);
@@ -226,7 +230,8 @@ static void state_init(State *s, i128 epoch) {
 }
 
 static int state_eq(const State *a, const State *b) {
-    if (!veq(&a->rsp, &b->rsp) || a->has != b->has || a->alloca != b->alloca || a->has_origin != b->has_origin)
+    if (!veq(&a->rsp, &b->rsp) || a->has != b->has || a->alloca != b->alloca ||
+        a->has_origin != b->has_origin)
         return 0;
     for (int r = 0; r < NREG; r++) {
         if ((a->has & BIT(r)) && !veq(&a->regs[r], &b->regs[r])) return 0;
@@ -236,7 +241,9 @@ static int state_eq(const State *a, const State *b) {
 }
 
 /* State.regs.get */
-static const Val *rget(const State *s, int reg) { return reg >= 0 && (s->has & BIT(reg)) ? &s->regs[reg] : NULL; }
+static const Val *rget(const State *s, int reg) {
+    return reg >= 0 && (s->has & BIT(reg)) ? &s->regs[reg] : NULL;
+}
 
 /* State.get */
 static const Val *sget(const State *s, int reg) { return reg == RSP ? &s->rsp : rget(s, reg); }
@@ -333,7 +340,8 @@ static void join(const State *a, const State *b, Py_ssize_t where, int widen, St
     }
     o.alloca = a->alloca == b->alloca ? a->alloca : NONE;
     for (int r = 0; r < NREG; r++) {
-        if ((a->has_origin & BIT(r)) && (b->has_origin & BIT(r)) && a->origin[r] == b->origin[r] && (o.has & BIT(r))) {
+        int both = (a->has_origin & BIT(r)) && (b->has_origin & BIT(r));
+        if (both && a->origin[r] == b->origin[r] && (o.has & BIT(r))) {
             o.origin[r] = a->origin[r];
             o.has_origin |= BIT(r);
         }
@@ -630,7 +638,8 @@ static Py_ssize_t heap_pop(Flow *f) {
 /* _order: reverse postorder from block 0; blocks it does not reach come after, by index. */
 static int order(Flow *f) {
     Py_ssize_t n = f->n, npost = 0, depth = 0;
-    Py_ssize_t *post = malloc(n * sizeof *post), *stack = malloc(n * sizeof *stack), *pos = malloc(n * sizeof *pos);
+    Py_ssize_t *post = malloc(n * sizeof *post), *stack = malloc(n * sizeof *stack);
+    Py_ssize_t *pos = malloc(n * sizeof *pos);
     uint8_t *seen = calloc(n, 1);
     int ok = post != NULL && stack != NULL && pos != NULL && seen != NULL;
     if (ok) {
@@ -839,13 +848,13 @@ PyObject *rzc_verdicts(Flow *f, const cs_insn *insns, size_t count) {
         Access *a = &all.items[i];
         PyObject *offset = long_from_i128(a->offset), *item = NULL;
         if (offset != NULL && insns == NULL) {
-            item = Py_BuildValue("(KiNii)", (unsigned long long)a->address, a->kind, offset, a->size, a->benign);
+            unsigned long long address = a->address;
+            item = Py_BuildValue("(KiNii)", address, a->kind, offset, a->size, a->benign);
         } else if (offset != NULL) {
             PyObject *text = text_at(insns, count, a->address);
+            unsigned long long address = a->address;
             if (text == NULL) Py_DECREF(offset);
-            else
-                item = Py_BuildValue("(KNiNii)", (unsigned long long)a->address, text, a->kind, offset, a->size,
-                                     a->benign);
+            else item = Py_BuildValue("(KNiNii)", address, text, a->kind, offset, a->size, a->benign);
         }
         if (item == NULL) Py_CLEAR(list);
         else PyList_SET_ITEM(list, (Py_ssize_t)i, item);
@@ -975,8 +984,8 @@ int rzc_flow_alloc(Flow *f, Py_ssize_t n) {
     f->reached = calloc(n, 1);
     f->heap = malloc(n * sizeof *f->heap);
     f->reached_list = malloc(n * sizeof *f->reached_list);
-    if (!f->blocks || !f->state_in || !f->present || !f->judged || !f->unknown || !f->was_judged || !f->visits ||
-        !f->rank || !f->frozen || !f->queued || !f->reached || !f->heap || !f->reached_list) {
+    if (!f->blocks || !f->state_in || !f->present || !f->judged || !f->unknown || !f->was_judged ||
+        !f->visits || !f->rank || !f->frozen || !f->queued || !f->reached || !f->heap || !f->reached_list) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1015,8 +1024,8 @@ PyObject *rzc_analyse(PyObject *self, PyObject *args) {
     Py_buffer code, relevant;
     PyObject *lite, *blocks, *result = NULL;
     if (!rzc_configured() || !rzc_flow_ready()) return NULL;
-    if (!PyArg_ParseTuple(args, "Ky*KO!O!y*", &handle, &code, &base, &PyList_Type, &lite, &PyList_Type, &blocks,
-                          &relevant))
+    if (!PyArg_ParseTuple(args, "Ky*KO!O!y*", &handle, &code, &base, &PyList_Type, &lite, &PyList_Type,
+                          &blocks, &relevant))
         return NULL;
     Flow f;
     memset(&f, 0, sizeof f);

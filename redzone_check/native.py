@@ -1,4 +1,5 @@
-"""The compiled decoder (`_decoder.c`), when the wheel has it and it matches capstone.
+"""The compiled module `_decoder` (`_decoder.c`, `_stackflow.c`, `_function.c`), when the wheel has it
+and it matches capstone: capstone's decodings without their Python overhead, and the stack analysis.
 
 It reads capstone's structures as declared in the headers it was compiled with, so it is used
 only when their sizes and field offsets equal those of capstone's own ctypes declarations, which
