@@ -287,24 +287,10 @@ static int branch_target(const char *op_str, uint64_t *out, int *fits) {
 
 /* stack._Analyser._unrelocated: a rel32 of zero in a jmp or jcc, waiting for its relocation. */
 static int unrelocated(const uint8_t *code, Py_ssize_t length, uint64_t base, const cs_insn *insn) {
-    Py_ssize_t off = (Py_ssize_t)(insn->address - base), end = off + insn->size;
-    if (off < 0 || off > length) off = length;
-    if (end > length) end = length;
-    if (end < off) end = off;
-    Py_ssize_t n = end - off;
-    const uint8_t *raw = code + off;
+    size_t n;
+    const uint8_t *raw = rzc_bytes_at(code, length, base, insn->address, insn->size, &n);
     if (n < 5 || memcmp(raw + n - 4, "\0\0\0\0", 4) != 0) return 0;
     return raw[n - 5] == 0xE9 || (n >= 6 && raw[n - 6] == 0x0F && raw[n - 5] >= 0x80 && raw[n - 5] <= 0x8F);
-}
-
-static Py_ssize_t index_of_address(const cs_insn *insns, size_t count, uint64_t address) {
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (insns[mid].address < address) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < count && insns[lo].address == address ? (Py_ssize_t)lo : -1;
 }
 
 typedef struct {
@@ -334,7 +320,7 @@ static int cut_blocks(Flow *f, const cs_insn *insns, size_t n, const Facts *fact
         if (kind != K_RET && branch_target(insns[i].op_str, &target, &fits)) {
             ends[i].has_target = 1;
             if (relocatable && unrelocated(code, length, base, &insns[i])) fits = 0; /* another function's */
-            if (fits) ends[i].to = index_of_address(insns, n, target);
+            if (fits) ends[i].to = rzc_index_of_address(insns, n, target);
         }
         if (i + 1 < n) leader[i + 1] = 1;
         if (ends[i].to >= 0) leader[ends[i].to] = 1;

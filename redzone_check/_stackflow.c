@@ -803,15 +803,20 @@ static int by_address(const void *x, const void *y) {
 /* Python's str.isspace() for an ASCII character, as str.strip() uses it. */
 static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
 
-/* _text_at: f"{mnemonic} {op_str}".strip() of the instruction at `address`, "" when there is none. */
-static PyObject *text_at(const cs_insn *insns, size_t count, uint64_t address) {
+Py_ssize_t rzc_index_of_address(const cs_insn *insns, size_t count, uint64_t address) {
     size_t lo = 0, hi = count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (insns[mid].address < address) lo = mid + 1;
         else hi = mid;
     }
-    if (lo == count || insns[lo].address != address) return PyUnicode_FromString("");
+    return lo < count && insns[lo].address == address ? (Py_ssize_t)lo : -1;
+}
+
+/* _text_at: f"{mnemonic} {op_str}".strip() of the instruction at `address`, "" when there is none. */
+static PyObject *text_at(const cs_insn *insns, size_t count, uint64_t address) {
+    Py_ssize_t lo = rzc_index_of_address(insns, count, address);
+    if (lo < 0) return PyUnicode_FromString("");
     char text[sizeof insns->mnemonic + 1 + sizeof insns->op_str + 1];
     int n = snprintf(text, sizeof text, "%.*s %.*s", (int)sizeof insns->mnemonic, insns[lo].mnemonic,
                      (int)sizeof insns->op_str, insns[lo].op_str);
@@ -892,13 +897,10 @@ int rzc_build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t length,
         for (Py_ssize_t i = block->start; i < block->end; i++) {
             if (!relevant[i]) continue;
             uint64_t address = places[i].address;
-            /* code[off : off + size], as Python slices it */
-            Py_ssize_t off = (Py_ssize_t)(address - base), end = off + places[i].size;
-            if (off < 0 || off > length) off = length;
-            if (end > length) end = length;
-            if (end < off) end = off;
+            size_t n;
+            const uint8_t *raw = rzc_bytes_at(code, length, base, address, places[i].size, &n);
             Step *step = &block->steps[block->nsteps];
-            if (!digest_of(handle, code + off, (size_t)(end - off), address, &step->d)) continue;
+            if (!digest_of(handle, raw, n, address, &step->d)) continue;
             step->address = address;
             step->judged = 0;
             if (!in_set(not_accesses, step->d.id))
@@ -907,6 +909,16 @@ int rzc_build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t length,
         }
     }
     return 0;
+}
+
+const uint8_t *rzc_bytes_at(const uint8_t *code, Py_ssize_t length, uint64_t base, uint64_t address,
+                            size_t size, size_t *n) {
+    Py_ssize_t off = (Py_ssize_t)(address - base), end = off + (Py_ssize_t)size;
+    if (off < 0 || off > length) off = length;
+    if (end > length) end = length;
+    if (end < off) end = off;
+    *n = (size_t)(end - off);
+    return code + off;
 }
 
 /* The places of a lite list's instructions. */

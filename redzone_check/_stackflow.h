@@ -105,6 +105,11 @@ int rzc_build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t length,
                     const Place *places, const uint8_t *relevant);
 /* _Analyser.run() over built blocks and steps; -1 (and a Python error) when out of memory. */
 int rzc_run(Flow *f);
+/* code[address - base : address - base + size], as Python slices it; its length goes to `n`. */
+const uint8_t *rzc_bytes_at(const uint8_t *code, Py_ssize_t length, uint64_t base, uint64_t address,
+                            size_t size, size_t *n);
+/* The index of the instruction at `address` in `insns` (their addresses increase), or -1. */
+Py_ssize_t rzc_index_of_address(const cs_insn *insns, size_t count, uint64_t address);
 /* (accesses, unknown), each access (address, kind, rsp offset, size, benign), or with `insns`
  * (address, text, kind, rsp offset, size, benign), the text read off the instruction at `address`. */
 PyObject *rzc_verdicts(Flow *f, const cs_insn *insns, size_t count);
