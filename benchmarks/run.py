@@ -239,11 +239,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(measure("every static archive under /usr/lib", archives, 1))
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n(benchmark driver itself: {peak_self:.0f} MB)")
+    same = prefilter_changes_nothing(files)
+    verdict = "byte-identical JSON with and without it on every archive of the set"
+    print(f"prefilter: {verdict if same else 'RESULTS DIFFER'}")
     if args.json:
         Path(args.json).write_text(
             json.dumps([asdict(r) | {"ratio": r.ratio} for r in rows], indent=2) + "\n"
         )
-    return 0
+    return 0 if same else 1
+
+
+def prefilter_changes_nothing(files: dict[str, Path]) -> bool:
+    """Whether each archive of the set gives the same JSON with `--no-prefilter` (the issue's check
+    that speed never changes a result; tests/test_speed_equivalence.py asserts it on three of them)."""
+    same = True
+    for name, path in files.items():
+        found = [
+            _scan_json(rc_command([str(path)], "--no-cache", *flags)) for flags in ((), ("--no-prefilter",))
+        ]
+        if found[0] != found[1]:
+            print(f"prefilter: {name} gives different JSON without the prefilter", file=sys.stderr)
+            same = False
+    return same
+
+
+def _scan_json(cmd: Sequence[str]) -> str:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
 
 
 if __name__ == "__main__":
