@@ -184,28 +184,49 @@ static int decode_detail(csh handle, const uint8_t *raw, size_t n, uint64_t addr
     return ok;
 }
 
-static int digest_of(csh handle, const uint8_t *raw, size_t n, uint64_t address, Digest *out) {
-    if (n > KEY) return decode_detail(handle, raw, n, address, out);
-    if (cache_used >= DIGESTS / 2) {
-        memset(cache, 0, sizeof cache);
-        cache_used = 0;
-    }
-    for (uint32_t at = bytes_hash(raw, n) & (DIGESTS - 1);; at = (at + 1) & (DIGESTS - 1)) {
-        Entry *e = &cache[at];
-        if (!e->used) {
-            e->used = 1;
-            e->len = (uint8_t)n;
-            memcpy(e->key, raw, n);
-            e->decoded = (uint8_t)decode_detail(handle, raw, n, address, &e->d);
-            cache_used++;
-            if (e->decoded) *out = e->d;
-            return e->decoded;
+/* A decoding kept for the function being analysed only; NULL (and a Python error) out of memory. */
+static Digest *spare_digest(Flow *f) {
+    if (f->spare == NULL || f->spare->used == sizeof f->spare->digests / sizeof *f->spare->digests) {
+        Spare *more = calloc(1, sizeof *more);
+        if (more == NULL) {
+            PyErr_NoMemory();
+            return NULL;
         }
-        if (e->len == n && memcmp(e->key, raw, n) == 0) {
-            if (e->decoded) *out = e->d;
-            return e->decoded;
+        more->next = f->spare;
+        f->spare = more;
+    }
+    return &f->spare->digests[f->spare->used++];
+}
+
+/* digest.digest: the decoding of `raw`, `*found` NULL when capstone decodes nothing; -1 (and a
+ * Python error) out of memory. Steps point into the cache, so it is emptied only between
+ * functions (rzc_build_steps), and a function that fills it three quarters keeps the rest aside. */
+static int digest_of(Flow *f, csh handle, const uint8_t *raw, size_t n, uint64_t address,
+                     const Digest **found) {
+    Entry *e = NULL;
+    if (n <= KEY) {
+        for (uint32_t at = bytes_hash(raw, n) & (DIGESTS - 1);; at = (at + 1) & (DIGESTS - 1)) {
+            e = &cache[at];
+            if (!e->used) break;
+            if (e->len == n && memcmp(e->key, raw, n) == 0) {
+                *found = e->decoded ? &e->d : NULL;
+                return 0;
+            }
         }
     }
+    if (e != NULL && cache_used < DIGESTS / 4 * 3) {
+        e->used = 1;
+        e->len = (uint8_t)n;
+        memcpy(e->key, raw, n);
+        e->decoded = (uint8_t)decode_detail(handle, raw, n, address, &e->d);
+        cache_used++;
+        *found = e->decoded ? &e->d : NULL;
+        return 0;
+    }
+    Digest *spare = spare_digest(f);
+    if (spare == NULL) return -1;
+    *found = decode_detail(handle, raw, n, address, spare) ? spare : NULL;
+    return 0;
 }
 
 /* ---- the domain (stackstate.py) ---- */
@@ -693,11 +714,11 @@ static long run_block(const Block *block, State *st, Accesses *found) {
     for (size_t i = 0; i < block->nsteps; i++) {
         const Step *step = &block->steps[i];
         if (step->judged) {
-            long u = judge_all(&step->d, step->address, st, found);
+            long u = judge_all(step->d, step->address, st, found);
             if (u < 0) return -1;
             unknown += u;
         }
-        transfer(&step->d, st, (i128)step->address + 1);
+        transfer(step->d, st, (i128)step->address + 1);
     }
     return unknown;
 }
@@ -847,7 +868,7 @@ PyObject *rzc_verdicts(Flow *f, const cs_insn *insns, size_t count) {
             all.items[all.n - 1].seq = all.n;
         }
     }
-    qsort(all.items, all.n, sizeof *all.items, by_address);
+    if (all.n > 1) qsort(all.items, all.n, sizeof *all.items, by_address);
     list = PyList_New((Py_ssize_t)all.n);
     for (size_t i = 0; list != NULL && i < all.n; i++) {
         Access *a = &all.items[i];
@@ -885,6 +906,10 @@ static int read_index(PyObject *item, Py_ssize_t *out, Py_ssize_t limit) {
 
 int rzc_build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t length, uint64_t base,
                     const Place *places, const uint8_t *relevant) {
+    if (cache_used >= DIGESTS / 2) { /* between functions: no step points into it */
+        memset(cache, 0, sizeof cache);
+        cache_used = 0;
+    }
     for (Py_ssize_t b = 0; b < f->n; b++) {
         Block *block = &f->blocks[b];
         size_t count = 0;
@@ -900,11 +925,12 @@ int rzc_build_steps(Flow *f, csh handle, const uint8_t *code, Py_ssize_t length,
             size_t n;
             const uint8_t *raw = rzc_bytes_at(code, length, base, address, places[i].size, &n);
             Step *step = &block->steps[block->nsteps];
-            if (!digest_of(handle, raw, n, address, &step->d)) continue;
+            if (digest_of(f, handle, raw, n, address, &step->d) < 0) return -1;
+            if (step->d == NULL) continue;
             step->address = address;
             step->judged = 0;
-            if (!in_set(not_accesses, step->d.id))
-                for (int k = 0; k < step->d.nops; k++) step->judged |= step->d.ops[k].type == OP_MEM;
+            if (!in_set(not_accesses, step->d->id))
+                for (int k = 0; k < step->d->nops; k++) step->judged |= step->d->ops[k].type == OP_MEM;
             block->nsteps++;
         }
     }
@@ -1005,6 +1031,11 @@ int rzc_flow_alloc(Flow *f, Py_ssize_t n) {
 }
 
 void rzc_flow_free(Flow *f) {
+    while (f->spare != NULL) {
+        Spare *next = f->spare->next;
+        free(f->spare);
+        f->spare = next;
+    }
     if (f->blocks != NULL)
         for (Py_ssize_t b = 0; b < f->n; b++) {
             free(f->blocks[b].succs);

@@ -57,8 +57,15 @@ typedef struct {
 typedef struct {
     uint64_t address;
     uint8_t judged;
-    Digest d;
+    const Digest *d; /* in the cache of decodings, which is emptied only between functions, or spare */
 } Step;
+
+/* Decodings the cache could not take (too long, or the cache too full), kept for one function. */
+typedef struct Spare {
+    struct Spare *next;
+    size_t used;
+    Digest digests[64];
+} Spare;
 
 typedef struct {
     Py_ssize_t start, end, nsuccs;
@@ -83,6 +90,7 @@ typedef struct {
     uint8_t *frozen, *queued, *reached;
     Py_ssize_t *heap, nheap;
     Py_ssize_t *reached_list, nreached;
+    Spare *spare;
 } Flow;
 
 /* Where each instruction is: its address and size. */
