@@ -103,6 +103,9 @@ class Facts:
         self.derefs = derefs
         self.below = below
 
+    def fields(self) -> tuple[str | None, int, bool, tuple[tuple[int, int], ...], int, int, bool]:
+        return (self.kind, self.names, self.always, self.carries, self.inside, self.derefs, self.below)
+
 
 def facts(mnemonic: str, op_str: str) -> Facts:
     """The facts of one instruction's lite text."""
@@ -120,11 +123,10 @@ FactFields = tuple[int, int, bool, tuple[tuple[int, int], ...], int, int, bool]
 
 
 def fact_fields(mnemonic: str, op_str: str) -> FactFields:
-    """`facts(mnemonic, op_str)` as the compiled analysis reads it: kind (as KIND_CODES), names,
-    always, carries, inside, derefs, below. It asks once per distinct text."""
-    known = facts(mnemonic, op_str)
-    kind = KIND_CODES[known.kind]
-    return (kind, known.names, known.always, known.carries, known.inside, known.derefs, known.below)
+    """`facts(mnemonic, op_str).fields()` as the compiled analysis reads them, the kind as
+    KIND_CODES. It asks once per shape of text."""
+    kind, names, always, carries, inside, derefs, below = facts(mnemonic, op_str).fields()
+    return (KIND_CODES[kind], names, always, carries, inside, derefs, below)
 
 
 # A number that stands alone (a displacement, an immediate, a scale), not the digit of %r8 or %xmm1.

@@ -90,16 +90,7 @@ def test_texts_without_registers_share_the_facts_of_their_mnemonic(tmp_path: Pat
         shared = facts(mnemonic, op_str)
         # One entry per mnemonic, whatever the target or immediate, and the same facts as the text's own.
         assert shared is facts(mnemonic, "")
-        own = _facts(mnemonic, op_str)
-        assert (own.kind, own.names, own.always, own.carries, own.inside, own.derefs, own.below) == (
-            shared.kind,
-            shared.names,
-            shared.always,
-            shared.carries,
-            shared.inside,
-            shared.derefs,
-            shared.below,
-        )
+        assert _facts(mnemonic, op_str).fields() == shared.fields()
     assert facts("enter", "$0x20, $0").carries == ((0, BIT["rbp"]),)
 
 
@@ -127,16 +118,7 @@ def test_a_text_has_the_facts_of_its_shape(archive: str) -> None:
     for _raw, _address, mnemonic, op_str in distinct_instructions(real_archive(archive)):
         shape = _NUMBER.sub("0", op_str)
         shapes.add((mnemonic, shape))
-        own, shared = _facts(mnemonic, op_str), facts(mnemonic, op_str)
-        assert (own.kind, own.names, own.always, own.carries, own.inside, own.derefs, own.below) == (
-            shared.kind,
-            shared.names,
-            shared.always,
-            shared.carries,
-            shared.inside,
-            shared.derefs,
-            shared.below,
-        ), f"{mnemonic} {op_str}"
+        assert _facts(mnemonic, op_str).fields() == facts(mnemonic, op_str).fields(), f"{mnemonic} {op_str}"
     assert any("-0(%r" in shape for _m, shape in shapes)  # signs stay
     assert any("%r8" in shape or "%xmm1" in shape for _m, shape in shapes)  # register digits stay
 
