@@ -33,6 +33,11 @@ NativeFlow = Callable[
     [int, bytes, int, "list[tuple[int, int, str, str]]", "list[tuple[int, int, list[int], bool]]", bytes],
     "tuple[list[Found], int]",
 ]
+# analyse_function(lite handle, detail handle, code, base, relocatable, matters, fact_fields) -> None
+# when the prefilter rejects the function, else (found, unknown), each found access being
+# (address, text, kind, rsp offset, size, benign)
+FoundAt = tuple[int, str, int, int, int, int]
+NativeFunction = Callable[[int, int, bytes, int, bool, Any, Any], "tuple[list[FoundAt], int] | None"]
 
 # The ctypes classes of capstone's structures, by the names `_decoder.layout()` uses.
 _CTYPES: dict[str, Any] = {
@@ -99,13 +104,6 @@ def native_flow() -> NativeFlow | None:
 
     module.flow_setup(*flow_constants())
     return module.analyse  # type: ignore[no-any-return]
-
-
-# analyse_function(lite handle, detail handle, code, base, relocatable, matters, fact_fields) -> None
-# when the prefilter rejects the function, else (found, unknown), each found access being
-# (address, text, kind, rsp offset, size, benign)
-FoundAt = tuple[int, str, int, int, int, int]
-NativeFunction = Callable[[int, int, bytes, int, bool, Any, Any], "tuple[list[FoundAt], int] | None"]
 
 
 def native_function() -> NativeFunction | None:
