@@ -2,10 +2,10 @@
  * their per-instruction Python overhead.
  *
  * - decode(): the lite decoding of one function. `Cs.disasm_lite` reads each instruction through
- *   ctypes and yields a fresh tuple and strings, about half of a lite decoding's time. The
- *   prefilter (`filters.may_use_red_zone`) stays in Python, its only definition: decode() only
- *   finds the instructions it has to look at (operand text naming "sp", or an `enter`), asks it
- *   about each, and makes no list at all for a function it rejects (five in six of the benchmark set).
+ *   ctypes and yields a fresh tuple and strings, about half of a lite decoding's time.
+ * - rzc_kept(), for `_function.c`: the prefilter's verdict on a function. Its test
+ *   (`filters.matters`) stays in Python, its only definition: rzc_kept() only finds the instructions
+ *   it has to look at (operand text naming "sp", or an `enter`) and asks it about each.
  * - detail(): the fields of one detailed decoding that `digest._make` reads, as plain ints.
  * - select(): the instructions of a function whose text starts with given prefixes (the branches
  *   and loads of %rax that `calls.object_calls` reads).
@@ -281,30 +281,18 @@ done:
     return out;
 }
 
-/* decode(handle, code, base, matters) -> list of (address, size, mnemonic, op_str), or None when
- * `matters` (the prefilter's test of one instruction; None: no prefilter) says no instruction of
- * the function may matter. A decoding that yields nothing returns []: the caller then asks
- * disasm_lite, which tells an empty input from a capstone error. */
+/* decode(handle, code, base) -> list of (address, size, mnemonic, op_str). A decoding that yields
+ * nothing returns []: the caller then asks disasm_lite, which tells an empty input from a capstone
+ * error. */
 static PyObject *decode(PyObject *self, PyObject *args) {
     unsigned long long handle, base;
     Py_buffer code;
-    PyObject *matters;
     if (!rzc_configured()) return NULL;
-    if (!PyArg_ParseTuple(args, "Ky*KO", &handle, &code, &base, &matters)) return NULL;
+    if (!PyArg_ParseTuple(args, "Ky*K", &handle, &code, &base)) return NULL;
     cs_insn *insns = NULL;
     size_t count = rzc_disasm((csh)handle, code.buf, (size_t)code.len, base, 0, &insns);
     PyBuffer_Release(&code);
-    PyObject *out = NULL;
-    if (matters != Py_None) {
-        int keep = rzc_kept(insns, count, matters);
-        if (keep <= 0) {
-            if (count) rzc_free(insns, count);
-            if (keep < 0) return NULL;
-            if (count == 0) return PyList_New(0);
-            Py_RETURN_NONE;
-        }
-    }
-    out = PyList_New((Py_ssize_t)count);
+    PyObject *out = PyList_New((Py_ssize_t)count);
     for (size_t i = 0; out != NULL && i < count; i++) {
         PyObject *item = record(&insns[i]);
         if (item == NULL) Py_CLEAR(out);
@@ -371,7 +359,7 @@ static PyObject *select_insns(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, "Set the addresses of cs_disasm, cs_free and cs_regs_access."},
     {"layout", layout, METH_NOARGS, "The sizes and offsets of the capstone structures, as compiled."},
-    {"decode", decode, METH_VARARGS, "Lite decoding of one function, or None if the prefilter rejects it."},
+    {"decode", decode, METH_VARARGS, "Lite decoding of one function."},
     {"detail", detail, METH_VARARGS, "The fields digest._make reads from one detailed decoding."},
     {"select", select_insns, METH_VARARGS, "The instructions of a function whose text has given prefixes."},
     {"flow_setup", rzc_flow_setup, METH_VARARGS, "The constants of the stack analysis (see _stackflow.c)."},

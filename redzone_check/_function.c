@@ -1,8 +1,9 @@
 /* One function, from its bytes to its verdicts, in C: `stack.analyse_function()`.
  *
- * The Python path decodes the function (filters.decode_if_may_use), reads the facts of each
- * instruction text (filters.facts), filters (may_access_below), closes over the registers that may
- * hold a stack address (closure), cuts blocks (stack._Analyser._blocks) and then runs the dataflow.
+ * The Python path decodes the function, applies the prefilter (filters.may_use_red_zone), reads the
+ * facts of each instruction text (filters.facts), filters (may_access_below), closes over the
+ * registers that may hold a stack address (closure), cuts blocks (stack._Analyser._blocks) and then
+ * runs the dataflow.
  * Building a Python tuple per instruction and looking up its facts were most of what remained once
  * the dataflow ran in C, so this does the same steps over capstone's own records.
  *
@@ -378,7 +379,7 @@ PyObject *rzc_analyse_function(PyObject *self, PyObject *args) {
     Flow flow;
     memset(&flow, 0, sizeof flow);
     if (n == 0) {
-        /* as decode_if_may_use (None) and decode ([]) then analyse */
+        /* as the Python path: rejected by the prefilter (None), or nothing to analyse */
         result = matters == Py_None ? Py_BuildValue("([]i)", 0) : (Py_INCREF(Py_None), Py_None);
         goto done;
     }

@@ -15,7 +15,7 @@ from typing import Final
 
 from redzone_check.decode import BIT, GPRS, lite_decoder
 from redzone_check.lite import Ops, control, opcode, operands, reads_only, writes_implicitly
-from redzone_check.native import disasm_lite, native_decode
+from redzone_check.native import disasm_lite
 
 _RSP: Final[int] = BIT["rsp"]
 Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text)
@@ -24,21 +24,6 @@ Lite = list[tuple[int, int, str, str]]  # (address, size, mnemonic, operand text
 def decode(code: bytes | memoryview, base: int) -> Lite:
     """The lite decoding of one function, shared by the prefilter and the analysis."""
     return disasm_lite(lite_decoder(), bytes(code), base)
-
-
-def decode_if_may_use(code: bytes, base: int) -> Lite | None:
-    """`decode(code, base)` if `may_use_red_zone` keeps the function, else None.
-
-    The compiled decoder asks `matters` only about the instructions that name "sp" or are an
-    `enter`, and makes no Python objects for a function it rejects.
-    """
-    native = native_decode()
-    if native is not None:
-        found = native(lite_decoder().csh.value, code, base, matters)
-        if found is None or found:
-            return found
-    lite = list(lite_decoder().disasm_lite(code, base))
-    return lite if may_use_red_zone(lite) else None
 
 
 def may_use_red_zone(lite: Lite) -> bool:

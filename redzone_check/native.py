@@ -18,8 +18,8 @@ from typing import Any
 import capstone
 from capstone import x86
 
-# decode(handle, code, base, matters) -> list of (address, size, mnemonic, op_str), or None
-NativeDecode = Callable[[int, bytes, int, Any], "list[tuple[int, int, str, str]] | None"]
+# decode(handle, code, base) -> list of (address, size, mnemonic, op_str)
+NativeDecode = Callable[[int, bytes, int], "list[tuple[int, int, str, str]]"]
 # detail(handle, raw, address) -> (id, prefix[0], operands, written register ids or None, head)
 # an operand: type, reg, size, imm, base, index, disp, access, scale
 Operand = tuple[int, int, int, int, int, int, int, int, int]
@@ -137,6 +137,6 @@ def select(
 def disasm_lite(md: capstone.Cs, code: bytes, base: int) -> list[tuple[int, int, str, str]]:
     """`list(md.disasm_lite(code, base))`, by the compiled decoder when there is one."""
     native = native_decode()
-    found = None if native is None else native(md.csh.value, code, base, None)
+    found = None if native is None else native(md.csh.value, code, base)
     # An empty decoding goes to disasm_lite, which tells an empty input from a capstone error.
     return found if found else list(md.disasm_lite(code, base))

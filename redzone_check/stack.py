@@ -24,11 +24,11 @@ from redzone_check.filters import (
     Lite,
     closure,
     decode,
-    decode_if_may_use,
     fact_fields,
     facts,
     matters,
     may_access_below,
+    may_use_red_zone,
 )
 from redzone_check.lite import branch_target
 from redzone_check.native import NativeFlow, native_flow, native_function
@@ -56,7 +56,7 @@ class Analysis:
 
 def analyse_function(code: bytes, base: int, relocatable: bool, prefilter: bool = True) -> Analysis | None:
     """`analyse()` of one function's bytes, decoding them; None when the prefilter rejects it
-    (`filters.decode_if_may_use`). With the compiled module, every step runs in C (`_function.c`),
+    (`filters.may_use_red_zone`). With the compiled module, every step runs in C (`_function.c`),
     asking Python only for the prefilter's test and the facts of each new text."""
     compiled = native_function()
     if compiled is not None:
@@ -79,8 +79,8 @@ def analyse_function(code: bytes, base: int, relocatable: bool, prefilter: bool 
             ],
             unknown,
         )
-    lite = decode_if_may_use(code, base) if prefilter else decode(code, base)
-    if lite is None:
+    lite = decode(code, base)
+    if prefilter and not may_use_red_zone(lite):
         return None
     return analyse(code, base, relocatable, lite, prefilter)
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import build_decoder
 from test_digest_templates import distinct_instructions, real_archive, real_objects
 
-from redzone_check import digest, filters, native
+from redzone_check import digest, filters, native, stack
 from redzone_check.calls import _disassembler
 from redzone_check.decode import decoder, lite_decoder
 from redzone_check.functions import list_functions
@@ -65,13 +65,19 @@ def test_compiled_decoding_and_prefilter_equal_capstone_on_real_archives(
     kept = rejected = 0
     for code, base in _functions(real_archive(archive)):
         lite = list(md.disasm_lite(code, base))
-        assert use(md.csh.value, code, base, None) == lite, hex(base)
+        assert use(md.csh.value, code, base) == lite, hex(base)
         assert native.disasm_lite(plain, code, base) == list(plain.disasm_lite(code, base))
-        expected = lite if filters.may_use_red_zone(lite) else None
-        assert filters.decode_if_may_use(code, base) == expected, hex(base)
-        kept += expected is not None
-        rejected += expected is None
+        expected = filters.may_use_red_zone(lite)
+        assert _kept(code, base) == expected, hex(base)
+        kept += expected
+        rejected += not expected
     assert kept > 10 and rejected > 10  # both verdicts were exercised
+
+
+def _kept(code: bytes, base: int) -> bool:
+    """Whether the compiled prefilter (`_decoder.rzc_kept`, through `_function.c`) keeps a function."""
+    assert native.native_function() is not None
+    return stack.analyse_function(code, base, True) is not None
 
 
 @pytest.mark.parametrize("archive", ["libc.a", "libasmrun.a"])
@@ -99,9 +105,8 @@ def test_full_and_emptied_tables_change_nothing(small: ModuleType, monkeypatch: 
         md = lite_decoder()
         for code, base in _functions(real_archive("libgcc.a")):
             lite = list(md.disasm_lite(code, base))
-            assert decode(md.csh.value, code, base, None) == lite, hex(base)
-            expected = lite if filters.may_use_red_zone(lite) else None
-            assert filters.decode_if_may_use(code, base) == expected, hex(base)
+            assert decode(md.csh.value, code, base) == lite, hex(base)
+            assert _kept(code, base) == filters.may_use_red_zone(lite), hex(base)
     finally:
         native.reset()
 
@@ -122,15 +127,7 @@ def test_edge_cases_equal_capstone(code: bytes, use: native.NativeDecode) -> Non
     for md in (lite_decoder(), _disassembler()):
         assert native.disasm_lite(md, code, 0x40) == list(md.disasm_lite(code, 0x40))
     lite = filters.decode(code, 0x40)
-    assert filters.decode_if_may_use(code, 0x40) == (lite if filters.may_use_red_zone(lite) else None)
-
-
-def test_an_error_in_the_prefilter_test_is_raised(use: native.NativeDecode) -> None:
-    def broken(mnemonic: str, op_str: str) -> bool:
-        raise ValueError(f"asked about {mnemonic} {op_str}")
-
-    with pytest.raises(ValueError, match=r"asked about mov rax, qword ptr \[rsp - 8\]"):
-        use(_disassembler().csh.value, b"\x48\x8b\x44\x24\xf8", 0, broken)
+    assert _kept(code, 0x40) == filters.may_use_red_zone(lite)
 
 
 @pytest.mark.parametrize("archive", ["libc.a", "libgcc.a", "libasmrun.a"])
